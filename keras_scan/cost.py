@@ -30,6 +30,7 @@ heads made of many small layers are not free.
 | a layer whose `activation` attribute is not linear (`Conv2D(..., activation="relu")`, `Dense(..., activation="softmax")`) | + out_elems |
 | `keras.ops` calls in the graph (`x + y`, `keras.ops.relu(x)`, ...) | elementwise: max(1, n_tensor_inputs - 1) * out_elems; reductions (`mean`, `sum`, `max`, ...): in_elems; `matmul`: out_elems * inner dim; shape ops (`reshape`, `transpose`, `concatenate`, ...): 0 |
 | a nested functional or sequential model | the sum of its own layers, counted with the shapes it is called with |
+| a custom layer with a `compute_macs(input_shapes)` method (keras_scan's `AttentionModule`, `ShallowClassifier`) | what that method returns; `chain_macs` helps it count its sublayers with these rules |
 
 Any other operation counts 0 MACs and raises a `UserWarning` naming its class
 (once per class per call), so a missing rule is never silent.
@@ -53,6 +54,7 @@ __all__ = [
     "layer_costs",
     "macs_to_tensors",
     "node_macs",
+    "chain_macs",
 ]
 
 
@@ -242,6 +244,8 @@ def _call_macs(op, inputs, outputs, ctx):
         )
     if not isinstance(op, keras.layers.Layer):
         return _op_macs(op, inputs, outputs, ctx, where)
+    if hasattr(op, "compute_macs"):
+        return int(op.compute_macs([tuple(t.shape) for t in inputs]))
     if isinstance(op, _FREE):
         return 0
     out = outputs[0]
@@ -421,6 +425,34 @@ def _graph_costs(model, input_tensors, prefix, ctx, count_params=True):
 
 
 # === Public API ===
+
+
+def chain_macs(steps, input_shape):
+    """MACs of layers applied one after another, batch size 1.
+
+    For composite layers that run sublayers inside `call` (no graph to read):
+    their `compute_macs` lists the steps. Each step is a built layer, or the
+    string `"elementwise"` (one MAC per element of the current tensor, for a
+    `keras.ops` activation or product).
+
+    Args:
+        steps: list of layers or `"elementwise"`.
+        input_shape: tuple. Shape of the first step's input (batch dim included).
+
+    Returns:
+        int. The sum of the steps' MACs under this module's rules.
+    """
+    ctx = _Context()
+    x = keras.KerasTensor(tuple(input_shape))
+    total = 0
+    for step in steps:
+        if step == "elementwise":
+            total += _elems(x, "elementwise step")
+            continue
+        out = step.compute_output_spec(x)
+        total += _call_macs(step, [x], [out], ctx)
+        x = out
+    return int(total)
 
 
 def node_macs(node):

@@ -1,0 +1,18 @@
+"""keras_scan: scalable CNNs (SCAN) for Keras 3.
+
+Public API (listed explicitly):
+"""
+
+from keras_scan import backbones, layers
+from keras_scan.builder import build
+from keras_scan.scan_model import ScanModel
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "backbones",
+    "layers",
+    "build",
+    "ScanModel",
+]

@@ -1,0 +1,19 @@
+"""Backbones and exit-tap discovery."""
+
+from keras_scan.backbones.cifar_resnet import cifar_resnet
+from keras_scan.backbones.taps import (
+    Tap,
+    cut_points,
+    default_taps,
+    feature_map,
+    resolve_exits,
+)
+
+__all__ = [
+    "cifar_resnet",
+    "Tap",
+    "cut_points",
+    "default_taps",
+    "feature_map",
+    "resolve_exits",
+]

@@ -1,0 +1,66 @@
+"""`keras_scan.build`: the one-call entry point."""
+
+from keras_scan.backbones.taps import check_functional
+from keras_scan.scan_model import ScanModel
+
+
+def build(
+    model,
+    num_classes,
+    exits=None,
+    head="scan",
+    attention=True,
+    distillation=True,
+    alpha=0.5,
+    temperature=3.0,
+    beta=1.0,
+    name=None,
+):
+    """Turns a functional Keras backbone into a SCAN multi-exit model.
+
+    Exits are tapped at *cut points* of the graph (tensors that separate input
+    from output), found automatically: by default one at the end of each
+    resolution stage but the last (at most 3), like the paper. The final exit
+    is the backbone's own classifier when it has one with `num_classes`
+    outputs, else global average pooling and a new dense layer.
+
+    Args:
+        model: a single-input functional `keras.Model` with a fixed input size
+            (Keras Applications with or without top, `cifar_resnet`, or your own).
+        num_classes: int. Number of classes (>= 2).
+        exits: `None`, an int k (k exits spread evenly by MACs) or a list of
+            layer names. Defaults to `None`.
+        head: str. `"scan"` (paper), `"sepconv"` (cheaper) or `"linear"`.
+            Defaults to `"scan"`.
+        attention: bool. Attention module in front of each head. Defaults to `True`.
+        distillation: bool. Self-distillation from the final exit; `False`
+            gives plain deep supervision. Defaults to `True`.
+        alpha: float in [0, 1]. KL weight. Defaults to 0.5.
+        temperature: float > 0. Distillation temperature. Defaults to 3.0.
+        beta: float >= 0. Feature (hint) loss weight. Defaults to 1.0.
+        name: str. Model name. Defaults to `"scan_<backbone name>"`.
+
+    Returns:
+        A `keras_scan.ScanModel`.
+
+    Example:
+    ```python
+    backbone = keras.applications.MobileNetV2(
+        weights=None, include_top=False, input_shape=(96, 96, 3))
+    model = keras_scan.build(backbone, num_classes=10)
+    model.compile(optimizer="sgd", metrics=["accuracy"])
+    ```
+    """
+    check_functional(model, "model")
+    return ScanModel(
+        model,
+        num_classes,
+        exits=exits,
+        head=head,
+        attention=attention,
+        distillation=distillation,
+        alpha=alpha,
+        temperature=temperature,
+        beta=beta,
+        name=name or f"scan_{getattr(model, 'name', 'model')}",
+    )

@@ -1,0 +1,302 @@
+import os
+import subprocess
+import sys
+import textwrap
+
+import keras
+import numpy as np
+import pytest
+from helpers import small_backbone
+
+import keras_scan
+from keras_scan import cost
+
+
+def _outputs_equal(a, b, x):
+    pa, pb = a.predict(x, verbose=0), b.predict(x, verbose=0)
+    assert sorted(pa) == sorted(pb)
+    for key in pa:
+        np.testing.assert_allclose(pa[key], pb[key], atol=1e-5)
+
+
+def test_outputs_and_exit_info():
+    model = keras_scan.build(small_backbone(), num_classes=10)
+    assert model.exit_names == ["exit_0", "exit_1", "exit_2", "final"]
+    out = model(np.zeros((2, 32, 32, 3), "float32"))
+    assert sorted(out) == sorted(
+        model.exit_names + [f"{n}_features" for n in model.exit_names]
+    )
+    assert all(out[n].shape == (2, 10) for n in model.exit_names)
+    assert all(out[f"{n}_features"].shape == (2, 128) for n in model.exit_names)
+    info = model.exit_info
+    assert [i["layer"] for i in info] == [
+        "stage1_block2_out",
+        "stage2_block2_out",
+        "stage3_block2_out",
+        "stage4_block2_out",
+    ]
+    assert [i["stride"] for i in info] == [1, 2, 4, 8]
+    # Cumulative MACs grow; the last equals the whole SCAN model's cost.
+    macs = [i["macs"] for i in info]
+    assert macs == sorted(macs) and macs[-1] == cost.count_macs(model)
+    # The final exit alone costs the plain backbone plus its classifier.
+    backbone_macs = cost.count_macs(model.backbone)
+    assert 0 < info[-1]["standalone_macs"] - backbone_macs < 1e4
+    assert set(model.taps) == {"exit_0", "exit_1", "exit_2"}
+
+
+def test_stage_models_chain_to_the_full_model():
+    model = keras_scan.build(small_backbone(), num_classes=10)
+    x = np.random.default_rng(0).uniform(0, 255, (4, 32, 32, 3)).astype("float32")
+    full = model.predict(x, verbose=0)
+    features = x
+    for i, stage in enumerate(model.stage_models()[:-1]):
+        features, logits = stage(features)
+        np.testing.assert_allclose(np.asarray(logits), full[f"exit_{i}"], atol=1e-4)
+    final = model.stage_models()[-1](features)
+    np.testing.assert_allclose(np.asarray(final), full["final"], atol=1e-4)
+    # The stages share weights with the model: no copies.
+    assert model.stage_models()[0].layers[-1] is model.get_layer("exit_0_head")
+
+
+def test_serialization_roundtrip(tmp_path):
+    model = keras_scan.build(small_backbone(), num_classes=10, head="sepconv", beta=0.3)
+    x = np.random.default_rng(0).uniform(0, 255, (3, 32, 32, 3)).astype("float32")
+    clone = keras_scan.ScanModel.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    _outputs_equal(model, clone, x)
+    assert clone.get_config()["beta"] == 0.3 and clone.head == "sepconv"
+    model.compile(optimizer="sgd", metrics=["accuracy"])
+    path = tmp_path / "m.keras"
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, keras_scan.ScanModel)
+    assert loaded.exits == model.exits
+    _outputs_equal(model, loaded, x)
+
+
+def test_backbone_with_its_own_classifier():
+    backbone = small_backbone(num_classes=10)
+    model = keras_scan.build(backbone, num_classes=10)
+    # The backbone's own linear classifier is the final exit.
+    assert model.get_layer("predictions") is backbone.get_layer("predictions")
+    x = np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(
+        model.predict(x, verbose=0)["final"], backbone.predict(x, verbose=0), atol=1e-5
+    )
+    # A softmax top (Keras Applications) is turned into logits with the same weights.
+    app = keras.applications.MobileNetV2(
+        weights=None, input_shape=(64, 64, 3), classes=5
+    )
+    scan = keras_scan.build(app, num_classes=5)
+    y = np.random.default_rng(1).uniform(0, 255, (2, 64, 64, 3)).astype("float32")
+    probs = app.predict(y, verbose=0)
+    logits = scan.predict(y, verbose=0)["final"]
+    np.testing.assert_allclose(keras.ops.softmax(logits), probs, atol=1e-5)
+
+
+def test_loss_terms_and_ablations():
+    keras.utils.set_random_seed(1)
+    x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 10
+    model = keras_scan.build(small_backbone(), num_classes=10)
+    pred = model(x, training=False)
+
+    ce = lambda logits: float(  # noqa: E731
+        keras.ops.mean(
+            keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+        )
+    )
+    ce_all = [ce(pred[n]) for n in model.exit_names]
+
+    def expected(alpha, T, beta, distill):
+        teacher = keras.ops.softmax(pred["final"] / T)
+        total = ce_all[-1]
+        for i, n in enumerate(model.exit_names[:-1]):
+            student = keras.ops.log_softmax(pred[n] / T)
+            kl = float(
+                keras.ops.mean(
+                    keras.ops.sum(teacher * (keras.ops.log(teacher) - student), -1)
+                )
+            )
+            term = (1 - alpha) * ce_all[i] + alpha * T**2 * kl if distill else ce_all[i]
+            feat = float(
+                keras.ops.mean(
+                    keras.ops.square(pred[f"{n}_features"] - pred["final_features"])
+                )
+            )
+            total += term + beta * feat
+        return total
+
+    for alpha, T, beta, distill in [
+        (0.5, 3.0, 1.0, True),
+        (0.3, 1.0, 0.0, True),
+        (0.5, 3.0, 0.0, False),
+    ]:
+        model.alpha, model.temperature, model.beta, model.distillation = (
+            alpha,
+            T,
+            beta,
+            distill,
+        )
+        got = float(model.compute_loss(x, y, pred, training=False))
+        assert got == pytest.approx(expected(alpha, T, beta, distill), rel=1e-4)
+    # distillation=False: the shallow exits see labels only, no KL term.
+    model.alpha, model.temperature, model.beta, model.distillation = (
+        0.5,
+        3.0,
+        0.0,
+        False,
+    )
+    assert float(model.compute_loss(x, y, pred, training=False)) == pytest.approx(
+        sum(ce_all), rel=1e-5
+    )
+    # One-hot labels give the same loss.
+    onehot = keras.ops.one_hot(y, 10)
+    assert float(model.compute_loss(x, onehot, pred, training=False)) == pytest.approx(
+        sum(ce_all), rel=1e-5
+    )
+
+
+def test_no_attention_builds_without_attention_layers():
+    model = keras_scan.build(small_backbone(), num_classes=10, attention=False)
+    assert not any("attention" in layer.name for layer in model.layers)
+    with_att = keras_scan.build(small_backbone(), num_classes=10)
+    assert sum("attention" in layer.name for layer in with_att.layers) == 3
+
+
+@pytest.mark.slow
+def test_training_on_fashion_mnist_lifts_every_exit(trained, fm_small):
+    model, history, _ = trained
+    losses = history.history["loss"]
+    assert losses[-1] < losses[0] * 0.8
+    result = model.evaluate(*fm_small["test"], verbose=0, return_dict=True)
+    for name in model.exit_names:
+        assert result[f"{name}_accuracy"] > 0.5, (name, result)
+    # The progress bar/log has per-exit loss and accuracy.
+    for name in model.exit_names:
+        assert (
+            f"{name}_accuracy" in history.history and f"{name}_loss" in history.history
+        )
+        assert f"val_{name}_accuracy" in history.history
+
+
+@pytest.mark.slow
+def test_trained_model_save_load_identical(trained, fm_small):
+    model, _, path = trained
+    loaded = keras.saving.load_model(path)
+    _outputs_equal(model, loaded, fm_small["test"][0][:16])
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"num_classes": 1}, "num_classes=1"),
+        ({"num_classes": 2.5}, "num_classes=2.5"),
+        ({"num_classes": 10, "alpha": 1.5}, "alpha=1.5"),
+        ({"num_classes": 10, "temperature": 0}, "temperature=0"),
+        ({"num_classes": 10, "beta": -1}, "beta=-1"),
+        ({"num_classes": 10, "head": "mlp"}, "head='mlp'"),
+        ({"num_classes": 10, "exits": ["missing"]}, "missing"),
+        ({"num_classes": 10, "exits": ["stage2_block1_1_conv"]}, "cut point"),
+    ],
+)
+def test_bad_build_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        keras_scan.build(small_backbone(width=8), **kwargs)
+
+
+def test_bad_backbones():
+    seq = keras.Sequential([keras.Input((32, 32, 3)), keras.layers.Conv2D(4, 3)])
+    with pytest.raises(TypeError, match="functional"):
+        keras_scan.build(seq, 10)
+
+    class Sub(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(TypeError, match="functional"):
+        keras_scan.build(Sub(), 10)
+    a, b = keras.Input((32, 32, 3)), keras.Input((32, 32, 3))
+    two = keras.Model([a, b], keras.layers.Add()([a, b]))
+    with pytest.raises(ValueError, match="exactly one input"):
+        keras_scan.build(two, 10)
+    # Too small: a 8x8 input reaches its final resolution with no earlier stage.
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(8, 3, padding="same")(inp)
+    tiny = keras.Model(inp, keras.layers.Conv2D(8, 3, padding="same")(x))
+    with pytest.raises(ValueError, match="too small"):
+        keras_scan.build(tiny, 10)
+    with pytest.raises(TypeError, match="model="):
+        keras_scan.build("resnet", 10)
+
+
+def test_compile_rejects_a_loss():
+    model = keras_scan.build(small_backbone(width=8), 10)
+    with pytest.raises(ValueError, match="`loss` must be None"):
+        model.compile(optimizer="sgd", loss="mse")
+    with pytest.raises(ValueError, match="metrics"):
+        model.compile(optimizer="sgd", metrics=["auc"])
+
+
+_TF_BLOCKER = textwrap.dedent(
+    """
+    import sys
+    class _Block:
+        def find_spec(self, name, path=None, target=None):
+            if name == "tensorflow" or name.startswith("tensorflow."):
+                raise ImportError("TensorFlow is blocked in this test")
+    sys.meta_path.insert(0, _Block())
+    """
+)
+
+
+def _run(code, backend):
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    return subprocess.run(
+        [sys.executable, "-c", _TF_BLOCKER + textwrap.dedent(code)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def test_import_build_and_forward_without_tensorflow():
+    proc = _run(
+        """
+        import numpy as np, keras, keras_scan
+        from keras_scan import data
+        m = keras_scan.build(keras_scan.backbones.cifar_resnet(18, width=8), num_classes=10)
+        out = m.predict(np.zeros((2, 32, 32, 3), "float32"), verbose=0)
+        assert out["final"].shape == (2, 10)
+        assert "tensorflow" not in sys.modules
+        print("OK", keras.backend.backend())
+        """,
+        "numpy",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK numpy" in proc.stdout
+
+
+def test_trains_with_jax_backend_without_tensorflow():
+    pytest.importorskip("jax")
+    proc = _run(
+        """
+        import numpy as np, keras, keras_scan
+        keras.utils.set_random_seed(0)
+        m = keras_scan.build(keras_scan.backbones.cifar_resnet(18, width=8), num_classes=10)
+        m.compile(optimizer=keras.optimizers.SGD(0.01, momentum=0.9), metrics=["accuracy"])
+        x = np.random.default_rng(0).uniform(0, 255, (16, 32, 32, 3)).astype("float32")
+        y = np.arange(16) % 10
+        before = [w.copy() for w in m.get_weights()]
+        h = m.fit(x, y, batch_size=8, epochs=1, verbose=0)
+        assert "exit_0_accuracy" in h.history and np.isfinite(h.history["loss"][0])
+        assert any(not np.allclose(a, b) for a, b in zip(before, m.get_weights()))
+        assert "tensorflow" not in sys.modules
+        print("OK", keras.backend.backend())
+        """,
+        "jax",
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "OK jax" in proc.stdout
