@@ -1,0 +1,174 @@
+"""Plots of keras_scan results (matplotlib, imported lazily, no pyplot state)."""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import tempfile
+
+from keras_scan.thresholds import Thresholds
+
+_REQUIRED_METRICS = ("front", "accuracy", "mean_macs")
+
+
+def _check_pairs(single_exits):
+    if single_exits is None:
+        return None
+    try:
+        pairs = [(float(a), float(m)) for a, m in single_exits]
+    except (TypeError, ValueError):
+        raise ValueError(
+            "`single_exits` must be a list of (accuracy, macs) pairs, one per exit. "
+            f"Received: single_exits={single_exits!r}"
+        ) from None
+    if not all(math.isfinite(a) and math.isfinite(m) for a, m in pairs):
+        raise ValueError(
+            "`single_exits` must hold finite numbers. "
+            f"Received: single_exits={single_exits!r}"
+        )
+    return pairs
+
+
+def _savefig_atomic(fig, path):
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, format="png", dpi=120)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def plot_tradeoff(result, path, single_exits=None, title=None):
+    """Accuracy vs mean MACs of a threshold search, saved as a PNG.
+
+    Draws the Pareto front of the search, the best single global threshold's
+    curve (the SDN baseline), each exit used alone, the plain backbone and the
+    chosen operating point (plus the accuracy target or MAC budget).
+
+    Args:
+        result: `keras_scan.thresholds.Thresholds`. As returned by
+            `search_thresholds_from_probs` (its `metrics` carry the curves).
+        path: str or path. Where to write the PNG (written atomically).
+        single_exits: list of `(accuracy, macs)`, one per exit, or None. Cost of
+            each exit deployed on its own (backbone prefix + that head only).
+            Defaults to `result.metrics["single_exits"]` (cumulative costs, an
+            upper bound).
+        title: str or None. Defaults to a summary of the chosen point.
+
+    Returns:
+        The path written.
+
+    Example:
+    ```python
+    th = keras_scan.thresholds.search_thresholds_from_probs(probs, labels, macs)
+    keras_scan.plots.plot_tradeoff(th, "runs/fm18/tradeoff.png")
+    ```
+    """
+    if not isinstance(result, Thresholds):
+        raise ValueError(
+            "`result` must be a keras_scan.thresholds.Thresholds. "
+            f"Received: result of type {type(result).__name__}"
+        )
+    metrics = result.metrics
+    missing = [key for key in _REQUIRED_METRICS if key not in metrics]
+    if missing:
+        raise ValueError(
+            f"`result.metrics` lacks {missing}: plot the `Thresholds` returned by "
+            "`search_thresholds_from_probs` (or loaded from its thresholds.json). "
+            f"Received metrics keys: {sorted(metrics)}"
+        )
+    if title is not None and not isinstance(title, str):
+        raise ValueError(f"`title` must be a string or None. Received: title={title!r}")
+    pairs = _check_pairs(single_exits)
+    if pairs is None and metrics.get("single_exits"):
+        pairs = _check_pairs(metrics["single_exits"])
+
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    front = sorted(metrics["front"], key=lambda p: p[2])
+    all_macs = [p[2] for p in front] + [metrics["mean_macs"]]
+    if pairs:
+        all_macs += [m for _, m in pairs]
+    scale, unit = (1e6, "M") if max(all_macs) >= 1e6 else (1.0, "")
+
+    def xy(acc, macs):
+        return macs / scale, 100.0 * acc
+
+    fig = Figure(figsize=(7.5, 5.0))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+
+    if front:
+        xs, ys = zip(*(xy(acc, macs) for _, acc, macs in front))
+        ax.step(
+            xs,
+            ys,
+            where="post",
+            color="C0",
+            lw=1.5,
+            label="per-exit thresholds (front)",
+        )
+        ax.plot(xs, ys, ".", color="C0", ms=3)
+    global_front = sorted(metrics.get("global_front") or [], key=lambda p: p[2])
+    if global_front:
+        xs, ys = zip(*(xy(acc, macs) for _, acc, macs in global_front))
+        ax.plot(xs, ys, "-", color="C1", lw=1.2, label="one global threshold (SDN)")
+    if pairs:
+        xs, ys = zip(*(xy(acc, macs) for acc, macs in pairs))
+        ax.plot(xs, ys, "s", color="C2", ms=6, label="single exits")
+        for i, (x, y) in enumerate(zip(xs, ys)):
+            name = "final" if i == len(pairs) - 1 else f"exit {i}"
+            ax.annotate(
+                name, (x, y), textcoords="offset points", xytext=(5, -10), fontsize=8
+            )
+    full = metrics.get("full_model")
+    if full and all(isinstance(v, numbers.Real) for v in full):
+        x, y = xy(*full)
+        ax.plot([x], [y], "D", color="k", ms=7, label="plain backbone")
+    g = metrics.get("global_threshold")
+    if isinstance(g, dict) and "accuracy" in g and "mean_macs" in g:
+        x, y = xy(g["accuracy"], g["mean_macs"])
+        ax.plot(
+            [x], [y], "o", mfc="none", mec="C1", ms=10, mew=1.5, label="global choice"
+        )
+    x, y = xy(metrics["accuracy"], metrics["mean_macs"])
+    ax.plot([x], [y], "*", color="C3", ms=16, label="chosen thresholds", zorder=5)
+
+    target = metrics.get("target") or {}
+    if target.get("min_accuracy") is not None:
+        ax.axhline(
+            100.0 * target["min_accuracy"],
+            color="C3",
+            ls=":",
+            lw=1,
+            label="accuracy target",
+        )
+    if target.get("budget_macs") is not None:
+        ax.axvline(
+            target["budget_macs"] / scale, color="C3", ls=":", lw=1, label="MAC budget"
+        )
+
+    if title is None:
+        speedup = metrics.get("speedup")
+        title = f"{result.measure}, fallback={result.fallback}: " + (
+            f"{100 * metrics['accuracy']:.2f}% at {metrics['mean_macs'] / scale:.4g}{unit} MACs"
+        )
+        if isinstance(speedup, numbers.Real):
+            title += f" ({speedup:.2f}x)"
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel(f"mean MACs per image{f' ({unit})' if unit else ''}")
+    ax.set_ylabel("accuracy (%)")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return _savefig_atomic(fig, path)

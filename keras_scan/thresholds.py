@@ -1,0 +1,967 @@
+"""Threshold-controlled scalable inference over cached per-exit probabilities.
+
+A SCAN model has `K` shallow exits plus the final exit. Given every exit's softmax
+probabilities on a validation split (computed once), this module
+
+- measures each exit's confidence (`confidence`, `should_exit`),
+- simulates the early-exit cascade (`simulate_cascade`, `evaluate_thresholds`),
+- evolves one confidence threshold per shallow exit with DEAP's NSGA-II, trading
+  accuracy against mean MACs, and picks an operating point
+  (`search_thresholds_from_probs` -> `Thresholds`).
+
+Decision rule (shared by the simulation, the Keras engine and the device runtime):
+a sample answers at the first shallow exit `i` with `thresholds[i] < 1` and
+`confidence_i >= thresholds[i]`; a threshold of exactly 1.0 disables its exit (so
+all-1.0 never exits early, even where a float32 softmax saturates at 1.0). Samples
+that no shallow exit accepts answer at the final exit (index `K`) with the fallback
+rule: `"final"` (the final exit's argmax) or `"ensemble"` (argmax of the mean of all
+exits' probabilities).
+
+Reference: Zhang et al., "SCAN: A Scalable Neural Networks Framework Towards
+Compact and Efficient Models", NeurIPS 2019 (arXiv 1906.03951), section 3.3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import numbers
+import os
+import random
+import tempfile
+import time
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import field
+
+import numpy as np
+
+MEASURES = ("max_prob", "margin", "entropy")
+FALLBACKS = ("final", "ensemble")
+FORMAT_VERSION = 1
+
+_DEFAULT_MAX_ACCURACY_DROP = 0.5
+# Upper bound on booleans materialised at once when evaluating a population.
+_EVAL_CHUNK_ELEMENTS = 1 << 23
+# The global-threshold front kept in metrics (for plots) is thinned to this size.
+_MAX_GLOBAL_FRONT_POINTS = 1000
+
+
+# ---------------------------------------------------------------------------
+# Input checking
+# ---------------------------------------------------------------------------
+
+
+def _check_measure(measure):
+    if not isinstance(measure, str) or measure not in MEASURES:
+        raise ValueError(
+            f"`measure` must be one of {MEASURES}. Received: measure={measure!r}"
+        )
+    return measure
+
+
+def _check_fallback(fallback):
+    if not isinstance(fallback, str) or fallback not in FALLBACKS:
+        raise ValueError(
+            f"`fallback` must be one of {FALLBACKS}. Received: fallback={fallback!r}"
+        )
+    return fallback
+
+
+def _as_probs(probs):
+    """Validates the per-exit probabilities; returns a list of 2-D arrays."""
+    if isinstance(probs, np.ndarray):
+        if probs.ndim != 3:
+            raise ValueError(
+                "`probs` must be a list of K+1 arrays of shape (N, C) (one per exit, "
+                f"the final exit last). Received: an array of shape {probs.shape}"
+            )
+        probs = list(probs)
+    if not isinstance(probs, Sequence) or isinstance(probs, str):
+        raise ValueError(
+            "`probs` must be a list of K+1 arrays of shape (N, C) (one per exit, "
+            f"the final exit last). Received: probs of type {type(probs).__name__}"
+        )
+    if len(probs) < 2:
+        raise ValueError(
+            "`probs` must hold at least 2 arrays (one shallow exit plus the final "
+            f"exit). Received: {len(probs)} array(s)"
+        )
+    arrays = [np.asarray(p) for p in probs]
+    shapes = [a.shape for a in arrays]
+    for i, a in enumerate(arrays):
+        if a.ndim != 2 or not np.issubdtype(a.dtype, np.number):
+            raise ValueError(
+                "`probs` must be a list of numeric arrays of shape (N, C). "
+                f"Received: probs[{i}] of shape {a.shape} and dtype {a.dtype}"
+            )
+    if len(set(shapes)) != 1:
+        raise ValueError(
+            "Every array in `probs` must have the same shape (N, C): same number of "
+            f"samples and classes at every exit. Received shapes: {shapes}"
+        )
+    n, c = shapes[0]
+    if n == 0:
+        raise ValueError(
+            f"`probs` holds no samples (N=0); the data is empty. Received shapes: {shapes}"
+        )
+    if c < 2:
+        raise ValueError(
+            f"`probs` must have at least 2 classes. Received shapes: {shapes}"
+        )
+    for i, a in enumerate(arrays):
+        lo, hi = float(np.min(a)), float(np.max(a))
+        if not (math.isfinite(lo) and math.isfinite(hi)) or lo < -1e-6 or hi > 1 + 1e-6:
+            raise ValueError(
+                "`probs` must hold probabilities (softmax outputs) in [0, 1]. "
+                f"Received: probs[{i}] with values in [{lo}, {hi}]"
+            )
+    return arrays
+
+
+def _as_labels(labels, n, c):
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    elif y.ndim == 2 and y.shape[1] == c:  # one-hot
+        y = np.argmax(y, axis=1)
+    if y.ndim != 1 or y.shape[0] != n:
+        raise ValueError(
+            f"`labels` must hold one class index per sample (N={n}). "
+            f"Received: labels of shape {y.shape}"
+        )
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.issubdtype(y.dtype, np.number) or not np.all(
+            np.equal(np.mod(y, 1), 0)
+        ):
+            raise ValueError(
+                f"`labels` must be integer class indices. Received: dtype {y.dtype}"
+            )
+    y = y.astype(np.int64)
+    if y.min() < 0 or y.max() >= c:
+        raise ValueError(
+            f"`labels` must lie in [0, {c - 1}] (C={c} classes). "
+            f"Received: labels in [{y.min()}, {y.max()}]"
+        )
+    return y
+
+
+def _as_exit_macs(exit_macs, k):
+    try:
+        macs = np.asarray(exit_macs, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`exit_macs` must be K+1 numbers. Received: exit_macs={exit_macs!r}"
+        ) from None
+    if macs.ndim != 1 or macs.shape[0] != k + 1:
+        raise ValueError(
+            f"`exit_macs` must hold one cumulative cost per exit (K+1={k + 1} values, "
+            f"the final exit last). Received: exit_macs={exit_macs!r}"
+        )
+    if not np.all(np.isfinite(macs)) or np.any(macs < 0) or np.any(np.diff(macs) < 0):
+        raise ValueError(
+            "`exit_macs` must be finite, non-negative and non-decreasing (cumulative "
+            f"cost of answering at each exit). Received: exit_macs={exit_macs!r}"
+        )
+    return macs
+
+
+def _as_full_macs(full_macs, macs):
+    if full_macs is None:
+        return float(macs[-1])
+    if isinstance(full_macs, bool) or not isinstance(full_macs, numbers.Real):
+        raise ValueError(
+            f"`full_macs` must be a positive number. Received: full_macs={full_macs!r}"
+        )
+    full = float(full_macs)
+    if not math.isfinite(full) or full <= 0:
+        raise ValueError(
+            f"`full_macs` must be a positive number. Received: full_macs={full_macs!r}"
+        )
+    return full
+
+
+def _as_thresholds(thresholds, k):
+    if isinstance(thresholds, Thresholds):
+        thresholds = thresholds.values
+    try:
+        th = np.asarray(thresholds, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"`thresholds` must be {k} numbers in [0, 1] (one per shallow exit). "
+            f"Received: thresholds={thresholds!r}"
+        ) from None
+    if th.ndim != 1 or th.shape[0] != k:
+        raise ValueError(
+            f"`thresholds` must hold one value per shallow exit (K={k}). "
+            f"Received: thresholds={thresholds!r}"
+        )
+    _check_unit_interval(th, thresholds)
+    return th
+
+
+def _check_unit_interval(values, shown):
+    for i, v in enumerate(values):
+        if not (0.0 <= v <= 1.0):  # also rejects NaN
+            raise ValueError(
+                f"`thresholds` must lie in [0, 1]; value {v!r} at index {i} does "
+                f"not. Received: thresholds={shown!r}"
+            )
+
+
+def _resolve_rule(thresholds, measure, fallback):
+    """Takes measure/fallback from a `Thresholds` unless given explicitly."""
+    if isinstance(thresholds, Thresholds):
+        for name, given, own in (
+            ("measure", measure, thresholds.measure),
+            ("fallback", fallback, thresholds.fallback),
+        ):
+            if given is not None and given != own:
+                raise ValueError(
+                    f"`{name}`={given!r} conflicts with the `Thresholds` passed, "
+                    f"which uses {name}={own!r}. Pass {name}=None to use it."
+                )
+        return thresholds.measure, thresholds.fallback
+    measure = "max_prob" if measure is None else measure
+    fallback = "final" if fallback is None else fallback
+    return _check_measure(measure), _check_fallback(fallback)
+
+
+# ---------------------------------------------------------------------------
+# Confidence and the cascade
+# ---------------------------------------------------------------------------
+
+
+def confidence(probs, measure="max_prob"):
+    """Confidence of each sample's prediction, in [0, 1].
+
+    Args:
+        probs: array of shape (N, C). Softmax probabilities of one exit.
+        measure: str. `"max_prob"` (the largest probability, the paper's rule),
+            `"margin"` (largest minus second largest) or `"entropy"`
+            (`1 - H(p) / log(C)`). Defaults to `"max_prob"`.
+
+    Returns:
+        float64 array of shape (N,).
+    """
+    _check_measure(measure)
+    p = np.asarray(probs)
+    if p.ndim != 2 or p.shape[1] < 2:
+        raise ValueError(
+            "`probs` must be an array of shape (N, C) with C >= 2. "
+            f"Received: shape {p.shape}"
+        )
+    p = p.astype(np.float64, copy=False)
+    if measure == "max_prob":
+        conf = p.max(axis=1)
+    elif measure == "margin":
+        top2 = np.partition(p, p.shape[1] - 2, axis=1)[:, -2:]
+        conf = top2[:, 1] - top2[:, 0]
+    else:
+        plogp = p * np.log(np.where(p > 0, p, 1.0))
+        conf = 1.0 + plogp.sum(axis=1) / math.log(p.shape[1])
+    return np.clip(conf, 0.0, 1.0)
+
+
+def should_exit(probs, threshold, measure="max_prob"):
+    """Boolean mask of the samples a shallow exit answers, shape (N,).
+
+    The single decision rule used everywhere: `threshold < 1` and
+    `confidence(probs, measure) >= threshold`. A threshold of 1.0 disables the exit.
+    """
+    t = float(threshold)
+    if not (0.0 <= t <= 1.0):
+        raise ValueError(f"`thresholds` must lie in [0, 1]. Received: threshold={t!r}")
+    conf = confidence(probs, measure)
+    if t >= 1.0:
+        return np.zeros(conf.shape, dtype=bool)
+    return conf >= t
+
+
+def _final_predictions(arrays, fallback):
+    if fallback == "final":
+        return np.argmax(arrays[-1], axis=1)
+    total = np.zeros(arrays[0].shape, dtype=np.float64)
+    for a in arrays:
+        total += a
+    return np.argmax(total / len(arrays), axis=1)
+
+
+def _exit_index(conf, th):
+    """First accepting shallow exit per sample (K where none accepts)."""
+    k = conf.shape[0]
+    accept = (conf >= th[:, None]) & (th < 1.0)[:, None]
+    return np.where(accept.any(axis=0), accept.argmax(axis=0), k)
+
+
+def simulate_cascade(probs, thresholds, measure=None, fallback=None):
+    """Simulates threshold-controlled early exit on cached probabilities.
+
+    Args:
+        probs: list of K+1 arrays of shape (N, C). Every exit's softmax
+            probabilities, the final exit last.
+        thresholds: K floats in [0, 1] or a `Thresholds`. One per shallow exit.
+        measure: str. Confidence measure (see `MEASURES`). Defaults to the
+            `Thresholds`' measure, else `"max_prob"`.
+        fallback: str. `"final"` or `"ensemble"` (see `FALLBACKS`). Defaults to the
+            `Thresholds`' fallback, else `"final"`.
+
+    Returns:
+        `(predictions, exit_index)`: int64 arrays of shape (N,); `exit_index` is
+        in `0..K` (K = the final exit).
+    """
+    measure, fallback = _resolve_rule(thresholds, measure, fallback)
+    arrays = _as_probs(probs)
+    k = len(arrays) - 1
+    th = _as_thresholds(thresholds, k)
+    conf = np.stack([confidence(a, measure) for a in arrays[:-1]])
+    exit_index = _exit_index(conf, th)
+    per_exit = np.stack(
+        [np.argmax(a, axis=1) for a in arrays[:-1]]
+        + [_final_predictions(arrays, fallback)]
+    )
+    n = per_exit.shape[1]
+    preds = per_exit[exit_index, np.arange(n)]
+    return preds.astype(np.int64), exit_index.astype(np.int64)
+
+
+def _mean_macs(counts, macs, n):
+    """Mean MACs from per-exit answer counts, shape (..., K+1) -> (...)."""
+    return (counts.astype(np.float64) * macs).sum(axis=-1) / n
+
+
+def evaluate_thresholds(
+    probs,
+    labels,
+    thresholds,
+    exit_macs,
+    full_macs=None,
+    measure=None,
+    fallback=None,
+):
+    """Accuracy and cost of a threshold setting on cached probabilities.
+
+    Args:
+        probs: list of K+1 arrays of shape (N, C), the final exit last.
+        labels: int array of shape (N,) (or one-hot (N, C)).
+        thresholds: K floats in [0, 1] or a `Thresholds`.
+        exit_macs: K+1 numbers. Cumulative MACs of answering at each exit.
+        full_macs: number. MACs of the plain backbone, the speedup baseline.
+            Defaults to `exit_macs[-1]` (the whole multi-exit model).
+        measure, fallback: see `simulate_cascade`.
+
+    Returns:
+        dict with `accuracy`, `mean_macs`, `speedup` (`full_macs / mean_macs`),
+        `full_macs`, `exit_shares` (fraction answered at each exit, K+1 values),
+        `exit_counts`, `exit_accuracy` (accuracy of the samples answered at each
+        exit, None where none), `final_exit_accuracy`, `num_samples`.
+    """
+    measure, fallback = _resolve_rule(thresholds, measure, fallback)
+    arrays = _as_probs(probs)
+    n, c = arrays[0].shape
+    k = len(arrays) - 1
+    y = _as_labels(labels, n, c)
+    macs = _as_exit_macs(exit_macs, k)
+    full = _as_full_macs(full_macs, macs)
+    preds, exit_index = simulate_cascade(arrays, thresholds, measure, fallback)
+    correct = preds == y
+    counts = np.bincount(exit_index, minlength=k + 1)
+    correct_at = np.bincount(exit_index, weights=correct, minlength=k + 1)
+    mean_macs = float(_mean_macs(counts[None], macs, n)[0])
+    return {
+        "accuracy": int(correct.sum()) / n,
+        "mean_macs": mean_macs,
+        "speedup": full / mean_macs if mean_macs > 0 else None,
+        "full_macs": full,
+        "exit_shares": [int(x) / n for x in counts],
+        "exit_counts": [int(x) for x in counts],
+        "exit_accuracy": [
+            float(a) / int(m) if m else None for a, m in zip(correct_at, counts)
+        ],
+        "final_exit_accuracy": float(np.mean(np.argmax(arrays[-1], axis=1) == y)),
+        "num_samples": int(n),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Result container
+# ---------------------------------------------------------------------------
+
+
+def _jsonable(obj):
+    if isinstance(obj, Mapping):
+        return {str(key): _jsonable(v) for key, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, numbers.Integral):
+        return int(obj)
+    if isinstance(obj, numbers.Real):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if obj is None or isinstance(obj, str):
+        return obj
+    raise ValueError(
+        f"`metrics` must hold JSON-compatible values. Received: {obj!r} "
+        f"of type {type(obj).__name__}"
+    )
+
+
+@dataclasses.dataclass
+class Thresholds:
+    """Per-exit confidence thresholds of a SCAN model and how they were chosen.
+
+    Args:
+        values: list of float. One threshold in [0, 1] per shallow exit; 1.0
+            disables an exit.
+        measure: str. Confidence measure, one of `MEASURES`. Defaults to
+            `"max_prob"`.
+        fallback: str. Rule when no shallow exit is confident, one of
+            `FALLBACKS`. Defaults to `"final"`.
+        metrics: dict. Validation figures and search records (accuracy,
+            mean MACs, speedup, exit shares, the Pareto front, the global-threshold
+            baseline, settings). Defaults to `{}`.
+
+    Example:
+    ```python
+    th = keras_scan.thresholds.Thresholds([0.9, 0.95, 0.97])
+    th.save("runs/fm18/thresholds.json")
+    th = keras_scan.thresholds.Thresholds.load("runs/fm18/thresholds.json")
+    ```
+    """
+
+    values: list[float]
+    measure: str = "max_prob"
+    fallback: str = "final"
+    metrics: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        raw = self.values
+        if isinstance(raw, (str, bytes)) or not isinstance(raw, (Sequence, np.ndarray)):
+            raise ValueError(
+                f"`thresholds` must be a list of floats in [0, 1]. Received: {raw!r}"
+            )
+        values = []
+        for i, v in enumerate(list(raw)):
+            if isinstance(v, (bool, np.bool_)) or not isinstance(v, numbers.Real):
+                raise ValueError(
+                    f"`thresholds` must be floats in [0, 1]; value {v!r} at index "
+                    f"{i} is not a number. Received: thresholds={raw!r}"
+                )
+            values.append(float(v))
+        if not values:
+            raise ValueError(
+                "`thresholds` must hold one value per shallow exit (at least one). "
+                f"Received: thresholds={raw!r}"
+            )
+        _check_unit_interval(values, raw)
+        self.values = values
+        _check_measure(self.measure)
+        _check_fallback(self.fallback)
+        if self.metrics is None:
+            self.metrics = {}
+        if not isinstance(self.metrics, Mapping):
+            raise ValueError(
+                f"`metrics` must be a dict. Received: metrics={self.metrics!r}"
+            )
+        self.metrics = dict(self.metrics)
+
+    def to_dict(self):
+        """JSON-compatible dict (tuples become lists, NaN/inf become None)."""
+        return {
+            "format_version": FORMAT_VERSION,
+            "values": list(self.values),
+            "measure": self.measure,
+            "fallback": self.fallback,
+            "metrics": _jsonable(self.metrics),
+        }
+
+    @classmethod
+    def from_dict(cls, d):
+        if not isinstance(d, Mapping) or "values" not in d:
+            raise ValueError(
+                "`d` must be a dict with at least a 'values' entry, as written by "
+                f"`Thresholds.to_dict`. Received: {d!r}"
+            )
+        version = d.get("format_version", FORMAT_VERSION)
+        if not isinstance(version, int) or version > FORMAT_VERSION:
+            raise ValueError(
+                f"Unsupported thresholds format_version={version!r}; this keras_scan "
+                f"reads versions <= {FORMAT_VERSION}."
+            )
+        return cls(
+            values=list(d["values"]),
+            measure=d.get("measure", "max_prob"),
+            fallback=d.get("fallback", "final"),
+            metrics=dict(d.get("metrics") or {}),
+        )
+
+    def save(self, path):
+        """Writes JSON atomically (temporary file in the same folder + rename)."""
+        path = os.fspath(path)
+        payload = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
+        folder = os.path.dirname(os.path.abspath(path))
+        os.makedirs(folder, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".thresholds-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(payload)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path):
+        with open(os.fspath(path), encoding="utf-8") as f:
+            try:
+                d = json.load(f)
+            except json.JSONDecodeError as e:
+                raise ValueError(
+                    f"`path` is not a thresholds JSON file: {e}. Received: path={path!r}"
+                ) from None
+        return cls.from_dict(d)
+
+
+# ---------------------------------------------------------------------------
+# Search
+# ---------------------------------------------------------------------------
+
+
+class _Problem:
+    """Cached per-exit confidence/correctness; evaluates many settings at once."""
+
+    def __init__(self, arrays, y, macs, measure, fallback):
+        self.k = len(arrays) - 1
+        self.n = arrays[0].shape[0]
+        self.macs = macs
+        self.conf = np.stack([confidence(a, measure) for a in arrays[:-1]])
+        correct = [np.argmax(a, axis=1) == y for a in arrays[:-1]]
+        correct.append(_final_predictions(arrays, fallback) == y)
+        self.correct = np.stack(correct)  # (K+1, N)
+        self.final_correct = int(np.sum(np.argmax(arrays[-1], axis=1) == y))
+        self.sorted_conf = np.sort(self.conf, axis=1)
+        self.decode_table = np.stack([_midpoints_below(s) for s in self.sorted_conf])
+
+    def evaluate(self, th):
+        """th (P, K) -> (correct counts (P,), per-exit answer counts (P, K+1))."""
+        th = np.atleast_2d(np.asarray(th, dtype=np.float64))
+        p, k, n = th.shape[0], self.k, self.n
+        n_correct = np.empty(p, dtype=np.int64)
+        counts = np.empty((p, k + 1), dtype=np.int64)
+        step = max(1, _EVAL_CHUNK_ELEMENTS // n)
+        for s in range(0, p, step):
+            t = th[s : s + step]
+            undecided = np.ones((t.shape[0], n), dtype=bool)
+            nc = np.zeros(t.shape[0], dtype=np.int64)
+            for i in range(k):
+                if not np.any(t[:, i] < 1.0):
+                    counts[s : s + step, i] = 0
+                    continue
+                take = self.conf[i][None, :] >= t[:, i, None]
+                take &= (t[:, i] < 1.0)[:, None]
+                take &= undecided
+                undecided &= ~take
+                counts[s : s + step, i] = np.count_nonzero(take, axis=1)
+                take &= self.correct[i][None, :]
+                nc += np.count_nonzero(take, axis=1)
+            counts[s : s + step, k] = np.count_nonzero(undecided, axis=1)
+            undecided &= self.correct[k][None, :]
+            n_correct[s : s + step] = nc + np.count_nonzero(undecided, axis=1)
+        return n_correct, counts
+
+    def decode(self, genes):
+        """Genes in [0, 1]^K (fraction of samples below the threshold) -> thresholds.
+
+        Gene g of exit i selects the sorted confidence at rank floor(g * N) and
+        returns the midpoint between it and the next lower distinct confidence, so
+        thresholds keep the largest margin to the validation samples; g = 1 gives
+        1.0 (exit disabled).
+        """
+        g = np.asarray(genes, dtype=np.float64)
+        rank = np.floor(np.clip(g, 0.0, 1.0) * self.n).astype(np.int64)
+        cols = np.arange(self.k)
+        th = self.decode_table[cols, np.minimum(rank, self.n - 1)]
+        return np.where(rank >= self.n, 1.0, th)
+
+    def encode(self, th):
+        """Thresholds (P, K) -> genes (approximate inverse of `decode`)."""
+        th = np.atleast_2d(th)
+        genes = np.empty(th.shape)
+        for i in range(self.k):
+            genes[:, i] = np.searchsorted(self.sorted_conf[i], th[:, i], "left")
+        genes = (genes + 0.5) / self.n
+        return np.where(th >= 1.0, 1.0, np.clip(genes, 0.0, 1.0))
+
+    def global_sweep(self):
+        """Every distinct outcome of one threshold shared by all shallow exits.
+
+        With running maxima m_i = max(conf_0..conf_i), a sample answers at exit
+        <= i exactly when m_i >= t, so lowering t through the sorted m values moves
+        one sample one exit earlier per step: cumulative sums give every outcome in
+        O(NK log NK).
+
+        Returns (thresholds (G,), correct counts (G,), answer counts (G, K+1)),
+        starting with t = 1.0 (no early exit).
+        """
+        k, n = self.k, self.n
+        running = np.maximum.accumulate(self.conf, axis=0)  # (K, N)
+        exit_of = np.repeat(np.arange(k), n)
+        sample_of = np.tile(np.arange(n), k)
+        values = running.ravel()
+        order = np.argsort(-values, kind="stable")
+        values, exit_of, sample_of = values[order], exit_of[order], sample_of[order]
+        gain = self.correct[exit_of, sample_of].astype(np.int64) - self.correct[
+            exit_of + 1, sample_of
+        ].astype(np.int64)
+        n_correct = int(self.correct[k].sum()) + np.cumsum(gain)
+        counts = np.zeros((values.size, k + 1), dtype=np.int64)
+        for j in range(k + 1):
+            counts[:, j] = np.cumsum(exit_of == j) - np.cumsum(exit_of + 1 == j)
+        counts[:, k] += n
+        last = np.flatnonzero(np.r_[values[1:] != values[:-1], True])
+        upper = values[last]
+        lower = np.r_[upper[1:], 0.0]
+        th = _safe_midpoint(lower, upper)
+        # A threshold of 1.0 disables an exit: drop the (float-rounding) case of a
+        # group at 1.0 with no representable threshold strictly below it.
+        last, th = last[th < 1.0], th[th < 1.0]
+        th = np.r_[1.0, th]
+        n_correct = np.r_[int(self.correct[k].sum()), n_correct[last]]
+        counts = np.vstack([np.eye(k + 1, dtype=np.int64)[k] * n, counts[last]])
+        return th, n_correct, counts
+
+
+def _safe_midpoint(lower, upper):
+    mid = (lower + upper) / 2.0
+    return np.where((mid > lower) & (mid <= upper), mid, upper)
+
+
+def _midpoints_below(sorted_values):
+    """For each position, a threshold that accepts exactly the values >= it."""
+    starts = np.r_[True, sorted_values[1:] != sorted_values[:-1]]
+    group = np.cumsum(starts) - 1
+    distinct = sorted_values[starts]
+    below = np.r_[0.0, distinct[:-1]]
+    return _safe_midpoint(below, distinct)[group]
+
+
+def _thin(indices, keep, max_points):
+    """At most `max_points` of `indices`, evenly spread, always holding `keep`."""
+    if indices.size <= max_points:
+        return indices
+    picks = np.linspace(0, indices.size - 1, max_points).round().astype(int)
+    picks = np.unique(np.r_[picks, np.flatnonzero(indices == keep)])
+    return indices[picks]
+
+
+def _pareto_mask(n_correct, mean_macs):
+    """Non-dominated (max correct, min MACs); one representative per tie."""
+    order = np.lexsort((-n_correct, mean_macs))
+    nc = n_correct[order]
+    best_before = np.r_[-1, np.maximum.accumulate(nc)[:-1]]
+    keep = np.zeros(n_correct.size, dtype=bool)
+    keep[order[nc > best_before]] = True
+    return keep
+
+
+def _choose(n_correct, mean_macs, required_correct, budget):
+    """Index of the operating point under the rule; and whether it is feasible."""
+    if budget is not None:
+        feasible = mean_macs <= budget * (1 + 1e-12)
+        if feasible.any():
+            idx = np.flatnonzero(feasible)
+            best = idx[np.lexsort((mean_macs[idx], -n_correct[idx]))[0]]
+            return int(best), True
+    else:
+        feasible = n_correct >= required_correct - 1e-9
+        if feasible.any():
+            idx = np.flatnonzero(feasible)
+            best = idx[np.lexsort((-n_correct[idx], mean_macs[idx]))[0]]
+            return int(best), True
+    best = np.lexsort((mean_macs, -n_correct))[0]
+    return int(best), False
+
+
+def _check_int(name, value, minimum):
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
+    if value < minimum:
+        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
+    return int(value)
+
+
+def _check_number(name, value):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
+    value = float(value)
+    if not math.isfinite(value):
+        raise ValueError(f"`{name}` must be finite. Received: {name}={value!r}")
+    return value
+
+
+def _run_nsga2(problem, seed_genes, population, generations, rng_seed, archive):
+    """NSGA-II (DEAP) over genes in [0, 1]^K; every evaluation goes to `archive`."""
+    from deap import base, tools
+
+    class Fitness(base.Fitness):
+        weights = (1.0, -1.0)  # accuracy up, mean MACs down
+
+    class Individual(list):
+        def __init__(self, *args):
+            super().__init__(*args)
+            self.fitness = Fitness()
+
+    k, n = problem.k, problem.n
+    eta_cx, eta_mut, cxpb, indpb = 15.0, 20.0, 0.9, 1.0 / k
+
+    def evaluate(individuals):
+        if not individuals:
+            return
+        th = problem.decode(np.array([list(ind) for ind in individuals]))
+        n_correct, counts = problem.evaluate(th)
+        mean_macs = _mean_macs(counts, problem.macs, n)
+        archive.append((th, n_correct, counts))
+        for ind, nc, mm in zip(individuals, n_correct, mean_macs):
+            ind.fitness.values = (int(nc) / n, float(mm))
+
+    state = random.getstate()
+    random.seed(rng_seed)
+    try:
+        pop = [Individual(float(x) for x in g) for g in seed_genes[:population]]
+        while len(pop) < population:
+            pop.append(Individual(random.random() for _ in range(k)))
+        evaluate(pop)
+        pop = tools.selNSGA2(pop, population, nd="log")
+        for _ in range(generations):
+            offspring = [
+                Individual(ind) for ind in tools.selTournamentDCD(pop, len(pop))
+            ]
+            for a, b in zip(offspring[::2], offspring[1::2]):
+                if random.random() <= cxpb:
+                    tools.cxSimulatedBinaryBounded(a, b, eta_cx, 0.0, 1.0)
+                tools.mutPolynomialBounded(a, eta_mut, 0.0, 1.0, indpb)
+                tools.mutPolynomialBounded(b, eta_mut, 0.0, 1.0, indpb)
+            evaluate(offspring)
+            pop = tools.selNSGA2(pop + offspring, population, nd="log")
+    finally:
+        random.setstate(state)
+
+
+def search_thresholds_from_probs(
+    probs,
+    labels,
+    exit_macs,
+    full_macs=None,
+    *,
+    max_accuracy_drop=None,
+    budget_macs=None,
+    measure="max_prob",
+    fallback="final",
+    seed=0,
+    population=100,
+    generations=100,
+):
+    """Evolves per-exit thresholds (NSGA-II, DEAP) on cached validation outputs.
+
+    Two objectives, accuracy (up) and mean MACs (down); the Pareto front of
+    every setting evaluated plus every single global threshold (the SDN baseline,
+    swept exhaustively) is kept, and the operating point is taken from it:
+
+    - `max_accuracy_drop=d`: the cheapest point with accuracy >= (final exit's
+      accuracy on `labels`) - d / 100;
+    - `budget_macs=b`: the most accurate point with mean MACs <= b.
+
+    The best single global threshold under the same rule is recorded too; the
+    returned point is never worse (if the sweep has the better point it is
+    returned and `metrics["source"]` says `"global_threshold"`).
+
+    Args:
+        probs: list of K+1 arrays of shape (N, C), the final exit last.
+        labels: int array of shape (N,) (or one-hot).
+        exit_macs: K+1 numbers. Cumulative MACs of answering at each exit.
+        full_macs: number. The plain backbone's MACs (speedup baseline).
+            Defaults to `exit_macs[-1]`.
+        max_accuracy_drop: float >= 0. Percentage points. Defaults to 0.5 when
+            `budget_macs` is not given.
+        budget_macs: float >= `exit_macs[0]`. Mean MAC budget.
+        measure: str. One of `MEASURES`. Defaults to `"max_prob"`.
+        fallback: str. One of `FALLBACKS`. Defaults to `"final"`.
+        seed: int. Seeds the search (the global `random` state is restored).
+            Defaults to 0.
+        population: int >= 4 (rounded up to a multiple of 4). Defaults to 100.
+        generations: int >= 0. Defaults to 100.
+
+    Returns:
+        `Thresholds` whose `metrics` hold the validation figures of the chosen
+        point, `front` (list of `(thresholds, accuracy, mean_macs)`),
+        `global_front` (list of `(threshold, accuracy, mean_macs)`),
+        `global_threshold` and `ga_choice` (each rule's pick), `source`,
+        `single_exits`, `full_model`, `target` and `search` settings.
+
+    Example:
+    ```python
+    th = keras_scan.thresholds.search_thresholds_from_probs(
+        val_probs, val_labels, exit_macs=[60e6, 150e6, 300e6, 560e6],
+        full_macs=556e6, max_accuracy_drop=0.5)
+    th.save("runs/fm18/thresholds.json")
+    ```
+    """
+    start = time.perf_counter()
+    _check_measure(measure)
+    _check_fallback(fallback)
+    seed = _check_int("seed", seed, 0)
+    population = _check_int("population", population, 4)
+    population += -population % 4
+    generations = _check_int("generations", generations, 0)
+    if max_accuracy_drop is not None and budget_macs is not None:
+        raise ValueError(
+            "Give either `max_accuracy_drop` or `budget_macs`, not both. Received: "
+            f"max_accuracy_drop={max_accuracy_drop!r}, budget_macs={budget_macs!r}"
+        )
+    if max_accuracy_drop is None and budget_macs is None:
+        max_accuracy_drop = _DEFAULT_MAX_ACCURACY_DROP
+    if max_accuracy_drop is not None:
+        max_accuracy_drop = _check_number("max_accuracy_drop", max_accuracy_drop)
+        if max_accuracy_drop < 0:
+            raise ValueError(
+                "`max_accuracy_drop` (percentage points) must be >= 0. "
+                f"Received: max_accuracy_drop={max_accuracy_drop!r}"
+            )
+    arrays = _as_probs(probs)
+    n, c = arrays[0].shape
+    k = len(arrays) - 1
+    y = _as_labels(labels, n, c)
+    macs = _as_exit_macs(exit_macs, k)
+    full = _as_full_macs(full_macs, macs)
+    if budget_macs is not None:
+        budget_macs = _check_number("budget_macs", budget_macs)
+        if budget_macs < macs[0]:
+            raise ValueError(
+                "`budget_macs` is below the cheapest possible cascade: every sample "
+                f"answering at the first exit costs exit_macs[0]={macs[0]:g} MACs, "
+                f"the minimum budget. Received: budget_macs={budget_macs:g}"
+            )
+
+    problem = _Problem(arrays, y, macs, measure, fallback)
+    required = None
+    if max_accuracy_drop is not None:
+        required = problem.final_correct - max_accuracy_drop / 100.0 * n
+
+    # --- The SDN baseline: one threshold for every exit, every outcome. ---
+    g_th, g_correct, g_counts = problem.global_sweep()
+    g_macs = _mean_macs(g_counts, macs, n)
+    g_keep = np.flatnonzero(_pareto_mask(g_correct, g_macs))
+    g_keep = g_keep[np.argsort(g_macs[g_keep], kind="stable")]
+
+    # --- NSGA-II, seeded with never-exit, always-exit-first and the sweep. ---
+    seeds = [np.ones(k), np.zeros(k)]
+    n_sweep = min(g_keep.size, population // 2)
+    picks = np.unique(np.linspace(0, g_keep.size - 1, n_sweep).round().astype(int))
+    sweep_th = np.repeat(g_th[g_keep[picks], None], k, axis=1)
+    seeds.extend(problem.encode(sweep_th))
+    archive = []
+    _run_nsga2(problem, seeds, population, generations, seed, archive)
+    ga_th = np.vstack([a[0] for a in archive])
+    ga_correct = np.concatenate([a[1] for a in archive])
+    ga_counts = np.vstack([a[2] for a in archive])
+    ga_macs = _mean_macs(ga_counts, macs, n)
+
+    # --- One front over both; the operating point; the comparison. ---
+    all_th = np.vstack([ga_th, np.repeat(g_th[:, None], k, axis=1)])
+    all_correct = np.r_[ga_correct, g_correct]
+    all_macs = np.r_[ga_macs, g_macs]
+    front = np.flatnonzero(_pareto_mask(all_correct, all_macs))
+    front = front[np.argsort(all_macs[front], kind="stable")]
+
+    pick, met = _choose(all_correct[front], all_macs[front], required, budget_macs)
+    chosen = front[pick]
+    ga_pick, _ = _choose(ga_correct, ga_macs, required, budget_macs)
+    g_pick, g_met = _choose(g_correct, g_macs, required, budget_macs)
+    ga_is_best = (ga_correct[ga_pick], ga_macs[ga_pick]) == (
+        all_correct[chosen],
+        all_macs[chosen],
+    )
+    if not met:
+        warnings.warn(
+            "No threshold setting reaches the accuracy target "
+            f"(max_accuracy_drop={max_accuracy_drop}); returning the most accurate "
+            "one. With fallback='ensemble' the cascade may never match the final "
+            "exit's accuracy.",
+            UserWarning,
+            stacklevel=2,
+        )
+
+    values = [float(v) for v in all_th[chosen]]
+    result = evaluate_thresholds(arrays, y, values, macs, full, measure, fallback)
+
+    def point(i):
+        return float(all_correct[i]) / n, float(all_macs[i])
+
+    g_eval = {
+        "threshold": float(g_th[g_pick]),
+        "accuracy": int(g_correct[g_pick]) / n,
+        "mean_macs": float(g_macs[g_pick]),
+        "speedup": full / float(g_macs[g_pick]) if g_macs[g_pick] > 0 else None,
+        "exit_shares": [int(x) / n for x in g_counts[g_pick]],
+        "constraint_met": bool(g_met),
+    }
+    metrics = dict(result)
+    metrics.update(
+        {
+            "source": "ga" if ga_is_best else "global_threshold",
+            "constraint_met": bool(met),
+            "target": {
+                "max_accuracy_drop": max_accuracy_drop,
+                "budget_macs": budget_macs,
+                "min_accuracy": None if required is None else required / n,
+            },
+            "exit_macs": [float(m) for m in macs],
+            "single_exits": [
+                (float(np.mean(np.argmax(a, axis=1) == y)), float(m))
+                for a, m in zip(arrays, macs)
+            ],
+            "full_model": (problem.final_correct / n, full),
+            "global_threshold": g_eval,
+            "ga_choice": {
+                "values": [float(v) for v in ga_th[ga_pick]],
+                "accuracy": int(ga_correct[ga_pick]) / n,
+                "mean_macs": float(ga_macs[ga_pick]),
+            },
+            "gain_vs_global": {
+                "accuracy": result["accuracy"] - g_eval["accuracy"],
+                "mean_macs": result["mean_macs"] - g_eval["mean_macs"],
+            },
+            "front": [
+                ([float(v) for v in all_th[i]], *point(i)) for i in front.tolist()
+            ],
+            "global_front": [
+                (float(g_th[i]), int(g_correct[i]) / n, float(g_macs[i]))
+                for i in _thin(g_keep, g_pick, _MAX_GLOBAL_FRONT_POINTS).tolist()
+            ],
+            "global_front_size": int(g_keep.size),
+            "search": {
+                "algorithm": "NSGA-II (DEAP)",
+                "seed": seed,
+                "population": population,
+                "generations": generations,
+                "evaluations": int(ga_th.shape[0]),
+                "global_thresholds_swept": int(g_th.size),
+                "num_samples": int(n),
+                "num_exits": int(k + 1),
+                "seconds": time.perf_counter() - start,
+            },
+        }
+    )
+    return Thresholds(
+        values=values, measure=measure, fallback=fallback, metrics=metrics
+    )
