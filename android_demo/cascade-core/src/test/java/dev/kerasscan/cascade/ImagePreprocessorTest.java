@@ -1,0 +1,106 @@
+package dev.kerasscan.cascade;
+
+import static org.junit.Assert.assertArrayEquals;
+import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertThrows;
+import static org.junit.Assert.assertTrue;
+
+import org.junit.Test;
+
+public class ImagePreprocessorTest {
+  private static Manifest manifest(int channels) {
+    org.json.JSONObject m = TestSupport.validManifest();
+    if (channels == 3) {
+      TestSupport.put((org.json.JSONObject) m.opt("input"), "channels", 3);
+      String s = m.toString().replace("[1,8,8,1]", "[1,8,8,3]");
+      return Manifest.parse(s);
+    }
+    return Manifest.parse(m.toString());
+  }
+
+  private static int argb(int r, int g, int b) {
+    return 0xff000000 | (r << 16) | (g << 8) | b;
+  }
+
+  @Test
+  public void keepsAnImageOfTheInputSizeExactly() {
+    Manifest m = manifest(3);
+    int[] px = new int[64];
+    float[] want = new float[64 * 3];
+    for (int i = 0; i < 64; i++) {
+      px[i] = argb(i, 255 - i, (i * 7) % 256);
+      want[3 * i] = i;
+      want[3 * i + 1] = 255 - i;
+      want[3 * i + 2] = (i * 7) % 256;
+    }
+    assertArrayEquals(want, new ImagePreprocessor(m.input()).fitArgb(px, 8, 8), 0f);
+  }
+
+  @Test
+  public void greyInputUsesBt601Luma() {
+    ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
+    int[] px = new int[64];
+    java.util.Arrays.fill(px, argb(200, 100, 50));
+    float[] out = p.fitArgb(px, 8, 8);
+    assertEquals(0.299 * 200 + 0.587 * 100 + 0.114 * 50, out[0], 1e-4);
+    assertEquals(64, out.length);
+  }
+
+  @Test
+  public void downscalesByAveragingAndCropsTheCentre() {
+    ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
+    // 24x16: the centre 16x16 is kept, each output pixel averages a 2x2 block.
+    int w = 24;
+    int h = 16;
+    int[] px = new int[w * h];
+    for (int y = 0; y < h; y++) {
+      for (int x = 0; x < w; x++) {
+        int v = (x < 4 || x >= 20) ? 255 : ((x + y) % 2 == 0 ? 100 : 0);
+        px[y * w + x] = argb(v, v, v);
+      }
+    }
+    float[] out = p.fitArgb(px, w, h);
+    for (float v : out) {
+      assertEquals(50f, v, 1e-3f); // no white border pixel leaks in
+    }
+  }
+
+  @Test
+  public void rejectsAnImageSmallerThanTheInput() {
+    ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
+    InputImageException e =
+        assertThrows(InputImageException.class, () -> p.fitArgb(new int[7 * 20], 7, 20));
+    assertTrue(e.getMessage(), e.getMessage().contains("7x20 but the model needs at least 8x8"));
+    e = assertThrows(
+        InputImageException.class, () -> p.checkPixels(new float[4 * 4], 4, 4, 1));
+    assertTrue(e.getMessage(), e.getMessage().contains("needs at least 8x8"));
+  }
+
+  @Test
+  public void rejectsWrongChannelsAndBadBuffers() {
+    ImagePreprocessor grey = new ImagePreprocessor(manifest(1).input());
+    InputImageException e =
+        assertThrows(
+            InputImageException.class, () -> grey.checkPixels(new float[8 * 8 * 3], 8, 8, 3));
+    assertTrue(e.getMessage(), e.getMessage().contains("3 channels but the model takes 1 (grey)"));
+    e = assertThrows(InputImageException.class, () -> grey.fitArgb(new int[63], 8, 8));
+    assertTrue(e.getMessage(), e.getMessage().contains("holds 63 values"));
+    float[] bad = new float[64];
+    bad[5] = 300f;
+    e = assertThrows(InputImageException.class, () -> grey.checkPixels(bad, 8, 8, 1));
+    assertTrue(e.getMessage(), e.getMessage().contains("outside input.pixel_range"));
+  }
+
+  @Test
+  public void quantizesForTheModelInput() {
+    Manifest m = manifest(1);
+    TensorSpec img = m.variant("int8").cascade.signatures.get("stage_0").inputs.get("image");
+    float[] px = new float[64];
+    px[0] = 255f;
+    px[1] = 17f;
+    Tensor t = new ImagePreprocessor(m.input()).toTensor(px, img);
+    assertEquals(127, t.data()[0]);
+    assertEquals(17 - 128, t.data()[1]);
+    assertEquals(-128, t.data()[2]);
+  }
+}
