@@ -5,6 +5,7 @@ Public API (listed explicitly):
 
 from keras_scan import backbones, layers
 from keras_scan.builder import build
+from keras_scan.export import export
 from keras_scan.scan_model import ScanModel
 
 __version__ = "0.1.0"
@@ -15,4 +16,5 @@ __all__ = [
     "layers",
     "build",
     "ScanModel",
+    "export",
 ]

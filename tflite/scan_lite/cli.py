@@ -1,0 +1,312 @@
+"""`scan-lite`: run or benchmark a keras_scan export on this machine's CPU.
+
+```
+scan-lite run EXPORT IMAGE... [--variant int8] [--fit] [--stage-files] [--json]
+scan-lite bench EXPORT (--idx IMAGES LABELS | --npz FILE) [--limit N] [--json OUT]
+```
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+
+from scan_lite import images as images_lib
+from scan_lite.cascade import Cascade, confidence, should_exit
+from scan_lite.manifest import ManifestError
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="scan-lite",
+        description="Early-exit inference with a keras_scan LiteRT export "
+        "(numpy + ai-edge-litert only).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def common(p):
+        p.add_argument("export", help="export folder (with manifest.json)")
+        p.add_argument(
+            "--variant",
+            help="quantization variant (default: the manifest's default_variant)",
+        )
+        p.add_argument(
+            "--stage-files",
+            action="store_true",
+            help="run the separate stage_K files instead of the cascade file",
+        )
+        p.add_argument(
+            "--threads", type=int, default=1, help="LiteRT CPU threads (default 1)"
+        )
+
+    run = sub.add_parser(
+        "run",
+        help="classify images, exiting early",
+        description="Classify images (.npy, PGM/PPM; PNG/JPEG with Pillow). Example: "
+        "scan-lite run exports/fm18 shirt.png boot.npy",
+    )
+    common(run)
+    run.add_argument("images", nargs="+", metavar="IMAGE")
+    run.add_argument(
+        "--fit",
+        action="store_true",
+        help="pad/resize images and convert channels to the model input "
+        "(default: refuse images of another size)",
+    )
+    run.add_argument("--json", action="store_true", help="print JSON lines")
+    run.set_defaults(_run=cmd_run)
+
+    bench = sub.add_parser(
+        "bench",
+        help="accuracy, share per exit and latency vs the full model",
+        description="Benchmark on a labelled data set; images are fitted to the "
+        "model input as in training. Example: scan-lite bench exports/fm18 --idx "
+        "t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz --limit 1000",
+    )
+    common(bench)
+    source = bench.add_mutually_exclusive_group(required=True)
+    source.add_argument("--idx", nargs=2, metavar=("IMAGES", "LABELS"))
+    source.add_argument("--npz", metavar="FILE", help="arrays x/images and y/labels")
+    bench.add_argument("--limit", type=int, help="first N images only")
+    bench.add_argument(
+        "--warmup", type=int, default=5, help="untimed runs first (default 5)"
+    )
+    bench.add_argument("--json", metavar="OUT", help="also write the report here")
+    bench.set_defaults(_run=cmd_bench)
+    return parser
+
+
+def main(argv=None):
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except (ManifestError, ValueError, FileNotFoundError) as e:
+        print(f"scan-lite {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _cascade(args):
+    if args.threads < 1:
+        raise ValueError(f"`--threads` must be >= 1. Received: {args.threads}")
+    return Cascade(
+        args.export,
+        variant=args.variant,
+        stage_files=args.stage_files,
+        num_threads=args.threads,
+    )
+
+
+def cmd_run(args):
+    cascade = _cascade(args)
+    # Read and check every image first: a bad one fails before any output.
+    prepared = [
+        cascade.prepare(images_lib.read_image(p), fit=args.fit) for p in args.images
+    ]
+    k = cascade.num_exits - 1
+    for path, x in zip(args.images, prepared):
+        r = cascade._run(x, early_exit=True)
+        if args.json:
+            print(
+                json.dumps(
+                    {
+                        "image": path,
+                        "label": r.label,
+                        "label_name": r.label_name,
+                        "probability": r.probability,
+                        "confidence": r.confidence,
+                        "exit_index": r.exit_index,
+                        "stage_latency_ms": r.stage_latency_ms,
+                        "latency_ms": r.latency_ms,
+                    }
+                )
+            )
+        else:
+            stages = ", ".join(f"{t:.2f}" for t in r.stage_latency_ms)
+            print(
+                f"{path}: {r.label_name} (class {r.label}) p={r.probability:.3f} "
+                f"exit {r.exit_index}/{k} latency {r.latency_ms:.2f} ms "
+                f"(stages: {stages} ms)"
+            )
+    return 0
+
+
+def _load_bench_data(args):
+    if args.idx:
+        x = images_lib.read_idx(args.idx[0])
+        y = images_lib.read_idx(args.idx[1]).reshape(-1)
+    else:
+        x, y = images_lib.read_npz(args.npz)
+    if len(x) != len(y) or len(x) == 0:
+        raise ValueError(
+            f"The data set needs one label per image. Received: {len(x)} images, "
+            f"{len(y)} labels"
+        )
+    if args.limit is not None:
+        if args.limit < 1:
+            raise ValueError(f"`--limit` must be >= 1. Received: {args.limit}")
+        x, y = x[: args.limit], y[: args.limit]
+    return x, y.astype(np.int64)
+
+
+def bench(cascade, x, y, warmup=5):
+    """Accuracy, share per exit and latency of the cascade vs the exit models.
+
+    For each image (after `warmup` untimed images) it runs, in one pass: the
+    chained cascade with early exit, then every exit model file (`exit_0` ..
+    `full`) on its own. "naive" is early exit by running the exit models one
+    after another (each recomputing the prefix), timed as the sum of their
+    latencies up to the exit that answers.
+
+    Args:
+        cascade: a `Cascade`.
+        x: images (N, H, W[, C]) 0..255, fitted to the model input here.
+        y: labels (N,).
+        warmup: int. Untimed images run first.
+
+    Returns:
+        dict (the report).
+    """
+    h, w, c = cascade.input_shape
+    k = cascade.num_exits - 1
+    n = len(x)
+    exit_models = [cascade.exit_model(i) for i in range(k + 1)]
+    fitted = images_lib.fit_images(x[: min(n, 256)], h, w, c)
+    for j in range(min(warmup, n)):
+        cascade._run(fitted[j : j + 1], early_exit=False)
+        for model in exit_models:
+            model(fitted[j : j + 1])
+
+    labels = np.empty(n, np.int64)
+    exits = np.empty(n, np.int64)
+    cascade_ms = np.empty(n)
+    stage_ms = [[] for _ in range(k + 1)]
+    exit_pred = np.empty((k + 1, n), np.int64)
+    exit_ms = np.empty((k + 1, n))
+    naive_pred = np.empty(n, np.int64)
+    naive_exit = np.empty(n, np.int64)
+    naive_ms = np.empty(n)
+    start = time.perf_counter()
+    for lo in range(0, n, 256):
+        batch = images_lib.fit_images(x[lo : lo + 256], h, w, c)
+        for j, image in enumerate(batch):
+            i = lo + j
+            image = image[None]
+            r = cascade._run(image, early_exit=True)
+            labels[i], exits[i], cascade_ms[i] = r.label, r.exit_index, r.latency_ms
+            for s, t in enumerate(r.stage_latency_ms):
+                stage_ms[s].append(t)
+            all_probs = []
+            for e, model in enumerate(exit_models):
+                probs, t = model(image)
+                all_probs.append(probs)
+                exit_pred[e, i], exit_ms[e, i] = int(np.argmax(probs)), t
+            answer = k
+            for e in range(k):
+                conf = confidence(all_probs[e], cascade.measure)
+                if should_exit(conf, cascade.thresholds[e]):
+                    answer = e
+                    break
+            if answer == k and cascade.fallback == "ensemble":
+                naive_pred[i] = int(np.argmax(np.mean(all_probs, axis=0)))
+            else:
+                naive_pred[i] = int(np.argmax(all_probs[answer]))
+            naive_exit[i] = answer
+            naive_ms[i] = float(exit_ms[: answer + 1, i].sum())
+    elapsed = time.perf_counter() - start
+
+    def shares(index):
+        return [float(v) / n for v in np.bincount(index, minlength=k + 1)]
+
+    full_ms = float(exit_ms[k].mean())
+    report = {
+        "export": str(cascade.export_dir),
+        "variant": cascade.variant,
+        "stage_files": cascade.stage_files,
+        "num_samples": int(n),
+        "threads": cascade.num_threads,
+        "thresholds": cascade.thresholds,
+        "measure": cascade.measure,
+        "fallback": cascade.fallback,
+        "cascade": {
+            "accuracy": float(np.mean(labels == y)),
+            "exit_shares": shares(exits),
+            "mean_latency_ms": float(cascade_ms.mean()),
+            "stage_mean_latency_ms": [
+                float(np.mean(t)) if t else None for t in stage_ms
+            ],
+            "stage_runs": [len(t) for t in stage_ms],
+            "requantized_links": list(cascade.requantized_links),
+        },
+        "full": {
+            "accuracy": float(np.mean(exit_pred[k] == y)),
+            "mean_latency_ms": full_ms,
+        },
+        "speedup_vs_full": full_ms / float(cascade_ms.mean()),
+        "exit_models": [
+            {
+                "index": e,
+                "accuracy": float(np.mean(exit_pred[e] == y)),
+                "mean_latency_ms": float(exit_ms[e].mean()),
+            }
+            for e in range(k + 1)
+        ],
+        "naive_exit_models": {
+            "accuracy": float(np.mean(naive_pred == y)),
+            "exit_shares": shares(naive_exit),
+            "mean_latency_ms": float(naive_ms.mean()),
+        },
+        "wall_s": elapsed,
+    }
+    return report
+
+
+def cmd_bench(args):
+    cascade = _cascade(args)
+    x, y = _load_bench_data(args)
+    report = bench(cascade, x, y, warmup=max(0, args.warmup))
+    c, f, naive = report["cascade"], report["full"], report["naive_exit_models"]
+    print(
+        f"{report['num_samples']} images, variant {report['variant']}, "
+        f"{report['threads']} thread(s), thresholds {report['thresholds']} "
+        f"({report['measure']}, fallback {report['fallback']})"
+    )
+    print(
+        f"cascade: accuracy {c['accuracy']:.4f}, mean latency "
+        f"{c['mean_latency_ms']:.3f} ms, exit shares "
+        + ", ".join(f"{s:.3f}" for s in c["exit_shares"])
+    )
+    print(
+        f"full:    accuracy {f['accuracy']:.4f}, mean latency "
+        f"{f['mean_latency_ms']:.3f} ms -> cascade speedup "
+        f"{report['speedup_vs_full']:.2f}x"
+    )
+    print(
+        f"naive (exit models one after another): accuracy {naive['accuracy']:.4f}, "
+        f"mean latency {naive['mean_latency_ms']:.3f} ms"
+    )
+    print(
+        "stage mean latency (ms): "
+        + ", ".join(
+            "-" if t is None else f"{t:.3f}" for t in c["stage_mean_latency_ms"]
+        )
+    )
+    print(
+        "exit model mean latency (ms): "
+        + ", ".join(f"{e['mean_latency_ms']:.3f}" for e in report["exit_models"])
+    )
+    if args.json:
+        out = pathlib.Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        os.replace(tmp, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
