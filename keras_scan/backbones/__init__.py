@@ -1,5 +1,6 @@
 """Backbones and exit-tap discovery."""
 
+from keras_scan.backbones import registry
 from keras_scan.backbones.cifar_resnet import cifar_resnet
 from keras_scan.backbones.taps import (
     Tap,
@@ -11,6 +12,7 @@ from keras_scan.backbones.taps import (
 
 __all__ = [
     "cifar_resnet",
+    "registry",
     "Tap",
     "cut_points",
     "default_taps",

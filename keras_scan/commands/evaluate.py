@@ -1,0 +1,135 @@
+"""`keras-scan evaluate RUN`: accuracy, ensemble accuracy, MACs and params per exit."""
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  keras-scan evaluate runs/fm18                   # test split -> runs/fm18/eval.json
+  keras-scan evaluate runs/fm18 --split val
+  keras-scan evaluate runs/fm18 --model last      # the last epoch instead of the best
+  keras-scan evaluate runs/fm18 --scalable        # also early exit with thresholds.json
+
+The data is re-created from RUN/config.json (same image size, validation split,
+seed and --limit); --dataset evaluates on other data of the same classes.
+MACs are counted from the graph at batch 1: `MACs` is the cost of answering at
+an exit when the exits are tried in order, `MACs alone` that exit on its own.
+"""
+
+
+def add_parser(subparsers):
+    p = subparsers.add_parser(
+        "evaluate",
+        help="per-exit accuracy, ensemble accuracy, MACs and params -> RUN/eval.json",
+        description="Evaluate a trained run: accuracy of every exit, of the "
+        "ensemble (mean of the softmax of all exits), and MACs and params per "
+        "exit. Writes RUN/eval.json and prints a table.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "run", metavar="RUN", help="a run folder written by keras-scan train"
+    )
+    p.add_argument(
+        "--dataset",
+        metavar="SPEC",
+        help="evaluate on this dataset spec instead of the run's",
+    )
+    p.add_argument(
+        "--split",
+        choices=("test", "val"),
+        default="test",
+        help="which split (default test; thresholds are chosen on val)",
+    )
+    p.add_argument(
+        "--model",
+        choices=("best", "last"),
+        default="best",
+        help="model.keras (best validation accuracy, default) or last.keras",
+    )
+    p.add_argument("--batch-size", type=int, help="default: the run's batch size")
+    p.add_argument("--data-dir", metavar="DIR", help="folder with the data")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="allow tensorflow-datasets / Keras to download missing data",
+    )
+    p.add_argument(
+        "--scalable",
+        action="store_true",
+        help="also evaluate real early exit with RUN/thresholds.json "
+        "(written by keras-scan search)",
+    )
+    return p
+
+
+def run(args):
+    from keras_scan import cli, runs, training
+    from keras_scan.scan_model import ScanModel
+
+    run_dir = runs.run_path(args.run)
+    config = runs.load_config(run_dir)
+    if args.batch_size is not None and args.batch_size < 1:
+        raise ValueError(
+            f"`--batch-size` must be a positive int. Received: {args.batch_size}"
+        )
+    thresholds = None
+    if args.scalable:
+        thresholds = _load_thresholds(run_dir, cli)
+    model_file = runs.MODEL if args.model == "best" else runs.LAST
+    model = runs.load_model(run_dir, model_file)
+    if args.scalable and not isinstance(model, ScanModel):
+        raise cli.UserError(
+            f"`--scalable` needs a model with exits; {str(run_dir)!r} was trained "
+            "with --no-exits."
+        )
+    splits = runs.load_splits(
+        run_dir, dataset=args.dataset, data_dir=args.data_dir, download=args.download
+    )
+    num_classes = config.get("num_classes")
+    if num_classes is not None and splits.num_classes != num_classes:
+        raise ValueError(
+            f"`--dataset` has {splits.num_classes} classes but the run was trained "
+            f"on {num_classes}. Received: --dataset {args.dataset!r}"
+        )
+    split = getattr(splits, args.split)
+    batch_size = args.batch_size or config.get("batch_size", 128)
+    result = training.evaluate_model(model, split, batch_size)
+    result.update(
+        dataset=args.dataset or config["dataset"], split=args.split, model=model_file
+    )
+    if thresholds is not None:
+        result["scalable"] = _scalable(model, split, thresholds, cli)
+    runs.write_json(run_dir / runs.EVAL, result)
+    print(training.format_table(result))
+    if "scalable" in result:
+        print(f"scalable (thresholds.json): {result['scalable']}")
+    print(f"wrote {run_dir / runs.EVAL}")
+    return 0
+
+
+def _load_thresholds(run_dir, cli):
+    from keras_scan import runs
+    from keras_scan.thresholds import Thresholds
+
+    path = run_dir / runs.THRESHOLDS
+    if not path.is_file():
+        raise cli.UserError(
+            f"`--scalable` needs {path}: run `keras-scan search {run_dir}` first."
+        )
+    return Thresholds.load(path)
+
+
+def _scalable(model, split, thresholds, cli):
+    try:
+        from keras_scan import inference
+    except ModuleNotFoundError as e:
+        if e.name != "keras_scan.inference":
+            raise
+        raise cli.UserError(
+            "`--scalable` needs keras_scan.inference, which this installation lacks."
+        ) from None
+    if isinstance(split, (tuple, list)):
+        x, y = split
+    else:
+        x, y = split, None
+    return inference.evaluate_scalable(model, x, y, thresholds)

@@ -1,0 +1,263 @@
+"""`keras-scan train`: train a SCAN model (or the plain baseline) into a run folder."""
+
+import argparse
+
+EXAMPLES = """\
+examples:
+  keras-scan train --backbone cifar_resnet18 --dataset fashion_mnist --image-size 32 \\
+      --epochs 24 --out runs/fm18
+  keras-scan train --backbone cifar_resnet18 --no-exits --epochs 24 --out runs/fm18_plain
+  keras-scan train --backbone mobilenet_v2 --dataset folder:~/photos --image-size 96 \\
+      --epochs 30 --out runs/photos
+  keras-scan train --backbone resnet50 --dataset tfds:cifar100 --download --out runs/c100
+  keras-scan train --config recipe.yaml --out runs/from_file
+
+Every setting can also come from --config FILE (YAML or JSON, keys as the flags
+with underscores, e.g. `batch_size: 64`); flags given on the command line win.
+A run's config.json can be passed back as --config.
+
+Rerunning the same command after an interruption continues from the last
+finished epoch. The run is written to .RUN.incomplete/ and renamed to RUN when
+done; RUN holds model.keras (best val_final_accuracy), last.keras, config.json,
+history.csv, eval.json (test split) and logs/ (TensorBoard).
+"""
+
+
+def add_parser(subparsers):
+    from keras_scan.backbones import registry
+    from keras_scan.training import DEFAULTS
+
+    d = DEFAULTS
+    p = subparsers.add_parser(
+        "train",
+        help="train a multi-exit model with the SCAN recipe into a run folder",
+        description="Train a SCAN multi-exit model (self-distillation from the "
+        "final exit) with the paper's recipe, or with --no-exits the plain "
+        "backbone for comparison, and write a run folder.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--out", required=True, metavar="RUN", help="the run folder")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML or JSON file of settings (flags override it)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue RUN although its configuration differs (e.g. more "
+        "--epochs); the model-shaping settings must match",
+    )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="train from scratch and replace RUN when done",
+    )
+
+    g = p.add_argument_group("model")
+    g.add_argument(
+        "--backbone",
+        metavar="NAME",
+        help=f"default {d['backbone']}; one of: {', '.join(registry.available())}",
+    )
+    g.add_argument(
+        "--width",
+        type=int,
+        help="channels of the first stage of a CIFAR ResNet (default 64, the "
+        "paper's; 8 or 16 for quick CPU runs)",
+    )
+    g.add_argument(
+        "--weights",
+        metavar="W",
+        help="initial weights: 'imagenet' (Keras Applications; downloaded by "
+        "Keras unless cached) or a weights file (default: random)",
+    )
+    g.add_argument(
+        "--head",
+        choices=("scan", "sepconv", "linear"),
+        help=f"exit head (default {d['head']}: the paper's)",
+    )
+    g.add_argument(
+        "--no-attention",
+        dest="attention",
+        action="store_const",
+        const=False,
+        help="no attention module in front of the exit heads",
+    )
+    g.add_argument(
+        "--no-distill",
+        dest="distillation",
+        action="store_const",
+        const=False,
+        help="train the exits on the labels only (no self-distillation)",
+    )
+    g.add_argument("--alpha", type=float, help=f"KL weight (default {d['alpha']})")
+    g.add_argument(
+        "--temperature",
+        type=float,
+        help=f"distillation temperature (default {d['temperature']})",
+    )
+    g.add_argument(
+        "--beta", type=float, help=f"feature (hint) loss weight (default {d['beta']})"
+    )
+    g.add_argument(
+        "--exits",
+        metavar="K|NAMES",
+        help="number of shallow exits spread by MACs, or comma-separated layer "
+        "names (default: one per resolution stage, at most 3)",
+    )
+    g.add_argument(
+        "--no-exits",
+        dest="no_exits",
+        action="store_const",
+        const=True,
+        help="baseline: the plain backbone with a pooled dense classifier, "
+        "trained with the same recipe",
+    )
+
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--dataset",
+        metavar="SPEC",
+        help="fashion_mnist (default), tfds:NAME[:SPLIT] or folder:PATH",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        help=f"image height and width (default {d['image_size']})",
+    )
+    g.add_argument(
+        "--channels", type=int, choices=(1, 3), help="image channels (default 3)"
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        help=f"share of train held out for validation (default {d['val_fraction']})",
+    )
+    g.add_argument("--seed", type=int, help="random seed (default 0)")
+    g.add_argument(
+        "--limit",
+        type=int,
+        help="use only N training (and test) images, for quick runs",
+    )
+    g.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="folder with the Fashion-MNIST files or the tfds data",
+    )
+    g.add_argument(
+        "--download",
+        action="store_true",
+        help="allow tensorflow-datasets / Keras to download missing data",
+    )
+    g.add_argument(
+        "--no-augment",
+        dest="augment",
+        action="store_const",
+        const=False,
+        help="no random crop + flip",
+    )
+
+    g = p.add_argument_group("recipe (the paper's by default)")
+    g.add_argument("--epochs", type=int, help=f"default {d['epochs']}")
+    g.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
+    g.add_argument(
+        "--lr",
+        type=float,
+        help=f"learning rate for a batch of 128, scaled linearly with "
+        f"--batch-size (default {d['lr']})",
+    )
+    g.add_argument(
+        "--momentum", type=float, help=f"SGD momentum (default {d['momentum']})"
+    )
+    g.add_argument(
+        "--weight-decay",
+        type=float,
+        help=f"L2 weight decay as in PyTorch's SGD (default {d['weight_decay']})",
+    )
+    g.add_argument(
+        "--schedule",
+        choices=("step", "cosine", "constant"),
+        help="learning-rate schedule (default step)",
+    )
+    g.add_argument(
+        "--milestones",
+        metavar="F,F,...",
+        help="fractions of training where the step schedule multiplies the "
+        "learning rate by --gamma (default 0.375,0.65,0.9)",
+    )
+    g.add_argument(
+        "--gamma", type=float, help=f"step-decay factor (default {d['gamma']})"
+    )
+
+    g = p.add_argument_group("output")
+    g.add_argument(
+        "--no-eval",
+        action="store_true",
+        help="skip the test evaluation at the end (eval.json)",
+    )
+    g.add_argument(
+        "--verbose",
+        type=int,
+        choices=(0, 1, 2),
+        help="0 silent, 1 progress bar, 2 one line per epoch (default: 1 on a "
+        "terminal, else 2)",
+    )
+    return p
+
+
+SETTINGS = (
+    "backbone",
+    "width",
+    "weights",
+    "head",
+    "attention",
+    "distillation",
+    "alpha",
+    "temperature",
+    "beta",
+    "exits",
+    "no_exits",
+    "dataset",
+    "image_size",
+    "channels",
+    "val_fraction",
+    "seed",
+    "limit",
+    "data_dir",
+    "augment",
+    "epochs",
+    "batch_size",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "milestones",
+    "gamma",
+)
+
+
+def run(args):
+    import sys
+
+    from keras_scan import training
+
+    result = None
+    try:
+        result = training.train(
+            args.out,
+            config_file=args.config,
+            resume=args.resume,
+            overwrite=args.overwrite,
+            evaluate=not args.no_eval,
+            download=args.download,
+            verbose="auto" if args.verbose is None else args.verbose,
+            **{k: getattr(args, k) for k in SETTINGS},
+        )
+    except training.TrainingStopped as e:
+        print(f"keras-scan train: {e}", file=sys.stderr)
+        return 1
+    if result.evaluation:
+        print(training.format_table(result.evaluation))
+    return 0

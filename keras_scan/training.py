@@ -1,0 +1,1032 @@
+"""The SCAN paper's training recipe, the run folder, and per-exit evaluation.
+
+`train(out, **config)` is what `keras-scan train` runs, usable from Python
+without the CLI: it resolves the configuration (defaults, then a YAML/JSON
+file, then explicit arguments), loads the data, builds the model, trains it
+with the paper's recipe and writes a run folder (see `keras_scan.runs`).
+
+The recipe (every piece overridable):
+- SGD with momentum 0.9, learning rate 0.1 for a batch of 128, scaled linearly
+  with the batch size;
+- weight decay 5e-4 with the paper's (PyTorch) meaning: L2 coupled into the
+  gradient, which goes through the momentum. Keras' SGD `weight_decay` is
+  decoupled (`w -= lr * wd * w` each step, outside the momentum); with momentum
+  `m` the coupled decay settles at `lr * wd / (1 - m)` per step, so the
+  optimizer gets `weight_decay = wd / (1 - m)` (5e-3 at the defaults). This
+  keeps the built-in, serializable `keras.optimizers.SGD` (a saved run loads
+  anywhere, on any backend) and matches the coupled decay to within the
+  momentum's ~1 / (1 - m) step lag (`tests/test_training.py` measures it);
+- step decay: the learning rate is divided by 10 at 37.5%, 65% and 90% of the
+  training steps (the paper's epochs 75, 130, 180 of 200);
+- random crop (zero-pad by 1/8 of the size) and horizontal flip;
+- 200 epochs.
+
+How a run folder is written: training happens in a sibling work folder
+`.<RUN>.incomplete/` that is renamed to `RUN` only when training (and the test
+evaluation) finished, so `RUN` is never half-written. The work folder holds
+`keras.callbacks.BackupAndRestore` state (`backup/`), so rerunning the same
+command after a crash or Ctrl-C continues from the last finished epoch with the
+same weights and optimizer state.
+"""
+
+import copy
+import csv
+import dataclasses
+import io
+import json
+import math
+import os
+import pathlib
+import shutil
+import sys
+
+import keras
+import numpy as np
+
+from keras_scan import data, runs
+from keras_scan.backbones import registry
+from keras_scan.scan_model import FINAL, ScanModel
+
+# Batch size the paper's learning rate is given for.
+REFERENCE_BATCH_SIZE = 128
+MONITOR = f"val_{FINAL}_accuracy"
+SCHEDULES = ("step", "cosine", "constant")
+HEADS = ("scan", "sepconv", "linear")
+BACKUP = "backup"
+LOGS = "logs"
+
+DEFAULTS = {
+    # Model.
+    "backbone": "cifar_resnet18",
+    "width": None,
+    "weights": None,
+    "head": "scan",
+    "attention": True,
+    "distillation": True,
+    "alpha": 0.5,
+    "temperature": 3.0,
+    "beta": 1.0,
+    "exits": None,
+    "no_exits": False,
+    # Data.
+    "dataset": "fashion_mnist",
+    "image_size": 32,
+    "channels": 3,
+    "val_fraction": 0.1,
+    "seed": 0,
+    "limit": None,
+    "data_dir": None,
+    "augment": True,
+    # Recipe.
+    "epochs": 200,
+    "batch_size": 128,
+    "lr": 0.1,
+    "momentum": 0.9,
+    "weight_decay": 5e-4,
+    "schedule": "step",
+    "milestones": [0.375, 0.65, 0.9],
+    "gamma": 0.1,
+}
+
+# Written to config.json for later commands, derived from the keys above;
+# ignored when comparing configurations or reading a config file.
+DERIVED = (
+    "scaled_lr",
+    "num_classes",
+    "class_names",
+    "preprocessing",
+    "steps_per_epoch",
+    "sizes",
+    "backend",
+    "keras_scan_version",
+)
+
+# Keys that shape the model's weights: a run can only be continued (`resume`)
+# when these are unchanged.
+ARCHITECTURE = (
+    "backbone",
+    "width",
+    "image_size",
+    "channels",
+    "head",
+    "attention",
+    "exits",
+    "no_exits",
+    "dataset",
+)
+
+# Keys that do not change what is trained (where the data lives).
+_NOT_COMPARED = ("data_dir",)
+
+
+# ---------------------------------------------------------------------------
+# Configuration
+# ---------------------------------------------------------------------------
+
+
+def read_config_file(path):
+    """Reads a YAML or JSON configuration file into a dict of config keys.
+
+    Keys may be written with dashes or underscores (`batch-size`, `batch_size`);
+    the keys `keras-scan train` derives (`scaled_lr`, `num_classes`, ...) are
+    ignored, so a run's `config.json` can be passed back as `--config`.
+    """
+    path = pathlib.Path(path).expanduser()
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"`config` must be an existing YAML or JSON file. Received: "
+            f"config={str(path)!r} (no such file)"
+        )
+    text = path.read_text()
+    try:
+        if path.suffix.lower() == ".json":
+            loaded = json.loads(text)
+        else:
+            import yaml
+
+            loaded = yaml.safe_load(text)
+    except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        raise ValueError(
+            f"`config` is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
+            f"{e}. Received: config={str(path)!r}"
+        ) from None
+    if loaded is None:
+        loaded = {}
+    if not isinstance(loaded, dict):
+        raise ValueError(
+            "`config` must hold a mapping of settings (e.g. `epochs: 30`). "
+            f"Received: config={str(path)!r} holding a {type(loaded).__name__}"
+        )
+    out = {}
+    for key, value in loaded.items():
+        key = str(key).replace("-", "_")
+        if key in DERIVED:
+            continue
+        if key not in DEFAULTS:
+            raise ValueError(
+                f"Unknown setting {key!r} in `config` {str(path)!r}. Valid settings: "
+                f"{', '.join(DEFAULTS)}"
+            )
+        out[key] = value
+    return out
+
+
+def resolve_config(overrides=None, config_file=None):
+    """The full, validated training configuration.
+
+    Precedence: `DEFAULTS`, then `config_file`, then `overrides` (entries that
+    are `None` are ignored, so unset CLI flags do not override the file).
+
+    Args:
+        overrides: dict of config keys (see `DEFAULTS`), optional.
+        config_file: str or path of a YAML or JSON file, optional.
+
+    Returns:
+        A dict with every key of `DEFAULTS`.
+    """
+    config = copy.deepcopy(DEFAULTS)
+    if config_file is not None:
+        config.update(read_config_file(config_file))
+    for key, value in (overrides or {}).items():
+        if key not in DEFAULTS:
+            raise TypeError(
+                f"Unknown training setting {key!r}. Valid settings: "
+                f"{', '.join(DEFAULTS)}"
+            )
+        if value is not None:
+            config[key] = value
+    return _check_config(config)
+
+
+def _fail(key, requirement, value):
+    raise ValueError(f"`{key}` must be {requirement}. Received: {key}={value!r}")
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, bool
+    )
+
+
+def _check_config(c):
+    """Validates types and ranges; normalises (width default, exits, milestones)."""
+    registry.preprocessing(c["backbone"])  # unknown backbone: lists valid ones
+    if not isinstance(c["dataset"], str) or not c["dataset"]:
+        _fail("dataset", f"a dataset spec ({data.VALID_SPECS})", c["dataset"])
+    for key, low in (("image_size", 1), ("epochs", 1), ("batch_size", 1)):
+        if not _is_int(c[key]) or c[key] < low:
+            _fail(key, f"an int >= {low}", c[key])
+        c[key] = int(c[key])
+    if c["channels"] not in (1, 3) or isinstance(c["channels"], bool):
+        _fail("channels", "1 or 3", c["channels"])
+    if not _is_int(c["seed"]):
+        _fail("seed", "an int", c["seed"])
+    if c["limit"] is not None and (not _is_int(c["limit"]) or c["limit"] < 2):
+        _fail("limit", "None or an int >= 2", c["limit"])
+    if not _is_number(c["val_fraction"]) or not 0 < c["val_fraction"] < 1:
+        _fail("val_fraction", "a number strictly between 0 and 1", c["val_fraction"])
+    for key in ("lr", "temperature"):
+        if not _is_number(c[key]) or not c[key] > 0:
+            _fail(key, "a number > 0", c[key])
+    for key in ("weight_decay", "beta"):
+        if not _is_number(c[key]) or c[key] < 0:
+            _fail(key, "a number >= 0", c[key])
+    for key in ("momentum", "alpha"):
+        high = 1 if key == "alpha" else 0.999
+        if not _is_number(c[key]) or not 0 <= c[key] <= high:
+            _fail(key, f"a number in [0, {high}]", c[key])
+    if not _is_number(c["gamma"]) or not 0 < c["gamma"] <= 1:
+        _fail("gamma", "a number in (0, 1]", c["gamma"])
+    if c["schedule"] not in SCHEDULES:
+        _fail("schedule", f"one of {', '.join(SCHEDULES)}", c["schedule"])
+    c["milestones"] = _check_milestones(c["milestones"])
+    if c["head"] not in HEADS:
+        _fail("head", f"one of {', '.join(HEADS)}", c["head"])
+    for key in ("attention", "distillation", "no_exits", "augment"):
+        if not isinstance(c[key], bool):
+            _fail(key, "true or false", c[key])
+    c["exits"] = _check_exits(c["exits"])
+    if c["weights"] is not None and not isinstance(c["weights"], str):
+        _fail("weights", "None, 'imagenet' or the path of a weights file", c["weights"])
+    if c["weights"] in ("none", "None", ""):
+        c["weights"] = None
+    if c["backbone"] in registry.CIFAR_RESNETS:
+        if c["width"] is None:
+            c["width"] = 64
+        if not _is_int(c["width"]) or c["width"] < 1:
+            _fail("width", "a positive int", c["width"])
+    elif c["width"] is not None:
+        _fail(
+            "width",
+            f"unset for backbone {c['backbone']!r} (only the CIFAR ResNets take a "
+            "width)",
+            c["width"],
+        )
+    if c["image_size"] < registry.min_image_size(c["backbone"]):
+        _fail(
+            "image_size",
+            f"at least {registry.min_image_size(c['backbone'])} for backbone "
+            f"{c['backbone']!r}",
+            c["image_size"],
+        )
+    if c["data_dir"] is not None:
+        c["data_dir"] = str(c["data_dir"])
+    return c
+
+
+def _check_milestones(milestones):
+    if isinstance(milestones, str):
+        milestones = [m for m in milestones.replace(",", " ").split() if m]
+        try:
+            milestones = [float(m) for m in milestones]
+        except ValueError:
+            _fail("milestones", "fractions of training in (0, 1)", milestones)
+    if not isinstance(milestones, (list, tuple)) or not all(
+        _is_number(m) and 0 < m < 1 for m in milestones
+    ):
+        _fail("milestones", "a list of fractions of training in (0, 1)", milestones)
+    if list(milestones) != sorted(milestones):
+        _fail("milestones", "in increasing order", milestones)
+    return [float(m) for m in milestones]
+
+
+def _check_exits(exits):
+    """None, an int k, or a list of layer names (a comma-separated str too)."""
+    if exits is None or exits == "":
+        return None
+    if isinstance(exits, str):
+        exits = exits.strip()
+        if exits.isdigit():
+            return int(exits)
+        return [e.strip() for e in exits.split(",") if e.strip()]
+    if _is_int(exits):
+        if exits < 1:
+            _fail("exits", "an int >= 1 or a list of layer names", exits)
+        return int(exits)
+    if (
+        isinstance(exits, (list, tuple))
+        and exits
+        and all(isinstance(e, str) for e in exits)
+    ):
+        return list(exits)
+    _fail("exits", "None, an int >= 1 or a list of layer names", exits)
+
+
+def config_diff(old, new):
+    """`{key: (old, new)}` for compared keys whose values differ."""
+    diff = {}
+    for key in DEFAULTS:
+        if key in _NOT_COMPARED:
+            continue
+        a = _normalise(old.get(key, DEFAULTS[key]))
+        b = _normalise(new.get(key, DEFAULTS[key]))
+        if a != b:
+            diff[key] = (a, b)
+    return diff
+
+
+def _normalise(value):
+    return json.loads(json.dumps(value))
+
+
+def _format_diff(diff):
+    return ", ".join(f"{k}: {a!r} -> {b!r}" for k, (a, b) in diff.items())
+
+
+# ---------------------------------------------------------------------------
+# Recipe: learning rate, optimizer, model
+# ---------------------------------------------------------------------------
+
+
+def scaled_learning_rate(lr, batch_size):
+    """`lr` (given for a batch of 128) scaled linearly to `batch_size`."""
+    return lr * batch_size / REFERENCE_BATCH_SIZE
+
+
+def learning_rate_schedule(config, steps_per_epoch):
+    """The learning rate (a float or a schedule over optimizer steps).
+
+    `"step"`: `scaled_lr * gamma**i` after the i-th milestone (milestones are
+    fractions of all training steps); `"cosine"`: cosine decay to 0 over all
+    steps; `"constant"`: `scaled_lr`.
+    """
+    lr = scaled_learning_rate(config["lr"], config["batch_size"])
+    total = config["epochs"] * steps_per_epoch
+    if config["schedule"] == "constant" or (
+        config["schedule"] == "step" and not config["milestones"]
+    ):
+        return lr
+    if config["schedule"] == "cosine":
+        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    boundaries = [int(round(m * total)) for m in config["milestones"]]
+    values = [lr * config["gamma"] ** i for i in range(len(boundaries) + 1)]
+    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+
+
+def make_optimizer(config, steps_per_epoch):
+    """SGD with momentum, the schedule and the paper's (coupled) weight decay.
+
+    Keras' `weight_decay` is decoupled; `weight_decay / (1 - momentum)` gives
+    the steady-state decay of PyTorch's coupled L2 (see the module docs).
+    """
+    momentum = config["momentum"]
+    decay = (
+        config["weight_decay"] / (1.0 - momentum) if config["weight_decay"] else None
+    )
+    return keras.optimizers.SGD(
+        learning_rate=learning_rate_schedule(config, steps_per_epoch),
+        momentum=momentum,
+        weight_decay=decay,
+    )
+
+
+def baseline_model(backbone, num_classes):
+    """The plain backbone with global average pooling and a dense classifier.
+
+    The `--no-exits` comparison point: the same backbone, trained with the same
+    recipe, without exits. Outputs logits.
+    """
+    x = backbone.outputs[0]
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{FINAL}_pool")(x)
+    logits = keras.layers.Dense(num_classes, name=f"{FINAL}_logits")(x)
+    return keras.Model(backbone.inputs[0], logits, name=f"{backbone.name}_baseline")
+
+
+def make_model(config, num_classes):
+    """The model a configuration describes: a `ScanModel`, or the baseline."""
+    from keras_scan.builder import build
+
+    backbone = registry.build_backbone(
+        config["backbone"],
+        config["image_size"],
+        channels=config["channels"],
+        weights=config["weights"],
+        width=config["width"],
+    )
+    if config["no_exits"]:
+        return baseline_model(backbone, num_classes)
+    try:
+        return build(
+            backbone,
+            num_classes,
+            exits=config["exits"],
+            head=config["head"],
+            attention=config["attention"],
+            distillation=config["distillation"],
+            alpha=config["alpha"],
+            temperature=config["temperature"],
+            beta=config["beta"],
+        )
+    except ValueError as e:
+        raise ValueError(
+            f"Cannot hang exits on backbone {config['backbone']!r} at "
+            f"image_size={config['image_size']} (exits={config['exits']!r}): {e}"
+        ) from None
+
+
+def compile_model(model, optimizer):
+    """Compiles a `ScanModel` (built-in loss) or the baseline (cross-entropy).
+
+    Both log `final_accuracy` / `val_final_accuracy`.
+    """
+    if isinstance(model, ScanModel):
+        model.compile(optimizer=optimizer, metrics=["accuracy"])
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name=f"{FINAL}_accuracy")],
+        )
+    return model
+
+
+def _uses_tf_data(splits):
+    return keras.backend.backend() == "tensorflow" or not isinstance(
+        splits.train, tuple
+    )
+
+
+def make_pipelines(splits, config, epoch=0):
+    """Batched train (shuffled, augmented) and validation inputs.
+
+    `tf.data` on the TensorFlow backend (or when the data is a `tf.data`
+    pipeline), else `keras_scan.data.NumpyDataset` (no TensorFlow, e.g. JAX).
+    `epoch` reseeds the shuffle and augmentation of a resumed run.
+    """
+    batch_size, seed = config["batch_size"], config["seed"] + 1000 * epoch
+    if _uses_tf_data(splits):
+        train = data.make_tf_dataset(
+            splits.train,
+            batch_size,
+            training=True,
+            augment=config["augment"],
+            seed=seed,
+        )
+        val = data.make_tf_dataset(splits.val, batch_size, training=False)
+    else:
+        train = data.NumpyDataset(
+            *splits.train,
+            batch_size,
+            training=True,
+            augment=config["augment"],
+            seed=seed,
+        )
+        val = data.NumpyDataset(*splits.val, batch_size, training=False)
+    return train, val
+
+
+def _steps_per_epoch(splits, batch_size):
+    n = data.num_examples(splits.train)
+    if n is None:  # a tf.data pipeline of unknown length: count once
+        n = sum(1 for _ in splits.train)
+    return max(1, math.ceil(n / batch_size))
+
+
+# ---------------------------------------------------------------------------
+# Evaluation
+# ---------------------------------------------------------------------------
+
+
+def _batches(split, batch_size):
+    """Yields `(images, labels)` numpy batches of a split, in order."""
+    if isinstance(split, (tuple, list)):
+        x, y = split
+        for i in range(0, len(y), batch_size):
+            yield (
+                np.asarray(x[i : i + batch_size], np.float32),
+                np.asarray(y[i : i + batch_size]),
+            )
+        return
+    ds = split
+    if hasattr(ds, "element_spec") and ds.element_spec[0].shape.rank == 3:
+        ds = ds.batch(batch_size)
+    for x, y in ds.as_numpy_iterator() if hasattr(ds, "as_numpy_iterator") else ds:
+        yield np.asarray(x, np.float32), np.asarray(y)
+
+
+def predict_exits(model, split, batch_size=128):
+    """Logits of every exit on a split, with its labels.
+
+    Args:
+        model: a `ScanModel` or a single-output model (treated as `"final"`).
+        split: `(x, y)` arrays or an unbatched `tf.data.Dataset` of
+            `(image, label)`.
+        batch_size: int. Defaults to 128.
+
+    Returns:
+        `(logits, labels)`: a dict exit name -> float32 array (N, classes), and
+        an int array (N,).
+    """
+    names = model.exit_names if isinstance(model, ScanModel) else [FINAL]
+    logits = {n: [] for n in names}
+    labels = []
+    for x, y in _batches(split, batch_size):
+        out = model.predict_on_batch(x)
+        if not isinstance(out, dict):
+            out = {FINAL: out}
+        for n in names:
+            logits[n].append(np.asarray(out[n], np.float32))
+        labels.append(y.reshape(-1))
+    if not labels:
+        raise ValueError("`split` holds no examples to evaluate.")
+    return {n: np.concatenate(v) for n, v in logits.items()}, np.concatenate(
+        labels
+    ).astype(np.int64)
+
+
+def _softmax(z):
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def evaluate_model(model, split, batch_size=128):
+    """Per-exit accuracy, ensemble accuracy, MACs and params of a model.
+
+    The accuracy of exit `k` is the share of examples whose argmax logit is the
+    label (what `model.evaluate` reports as `<exit>_accuracy`); the ensemble
+    averages the softmax probabilities of all exits. Costs come from the graph
+    (`ScanModel.exit_info`): `macs` is the cost of answering at this exit when
+    the exits are tried in order, `standalone_macs` the exit alone.
+
+    Args:
+        model: a `ScanModel`, or a plain single-output classifier (e.g. a
+            `--no-exits` baseline), reported as one `"final"` exit.
+        split: `(x, y)` arrays or an unbatched `tf.data.Dataset` of
+            `(image, label)`.
+        batch_size: int. Defaults to 128.
+
+    Returns:
+        A JSON-compatible dict: `num_examples`, `exits` (a list of dicts with
+        `name`, `layer`, `accuracy`, `macs`, `standalone_macs`, `params`, ...)
+        and `ensemble` (`accuracy`, `macs`, `params`; `None` without exits).
+
+    Example:
+    ```python
+    result = keras_scan.training.evaluate_model(model, (x_test, y_test))
+    print(keras_scan.training.format_table(result))
+    ```
+    """
+    from keras_scan import cost
+
+    logits, labels = predict_exits(model, split, batch_size)
+    accuracy = {
+        n: float(np.mean(np.argmax(z, axis=-1) == labels)) for n, z in logits.items()
+    }
+    if isinstance(model, ScanModel):
+        exits = [
+            dict(info, accuracy=accuracy[info["name"]]) for info in model.exit_info
+        ]
+        probs = np.mean([_softmax(z) for z in logits.values()], axis=0)
+        ensemble = {
+            "accuracy": float(np.mean(np.argmax(probs, axis=-1) == labels)),
+            "macs": exits[-1]["macs"],
+            "params": int(cost.count_params(model)),
+        }
+    else:
+        macs, params = int(cost.count_macs(model)), int(cost.count_params(model))
+        exits = [
+            {
+                "name": FINAL,
+                "layer": model.layers[-1].name,
+                "accuracy": accuracy[FINAL],
+                "macs": macs,
+                "standalone_macs": macs,
+                "head_macs": 0,
+                "params": params,
+            }
+        ]
+        ensemble = None
+    return {"num_examples": int(len(labels)), "exits": exits, "ensemble": ensemble}
+
+
+def format_table(result):
+    """A plain-text table of an `evaluate_model` result."""
+    lines = [
+        f"{'exit':10} {'layer':26} {'accuracy':>9} {'MACs':>10} "
+        f"{'MACs alone':>11} {'params':>10}"
+    ]
+    for e in result["exits"]:
+        lines.append(
+            f"{e['name']:10} {e['layer'][:26]:26} {e['accuracy']:9.4f} "
+            f"{_human(e['macs']):>10} {_human(e['standalone_macs']):>11} "
+            f"{_human(e['params']):>10}"
+        )
+    ens = result.get("ensemble")
+    if ens:
+        lines.append(
+            f"{'ensemble':10} {'(mean of all exits)':26} {ens['accuracy']:9.4f} "
+            f"{_human(ens['macs']):>10} {'':>11} {_human(ens['params']):>10}"
+        )
+    n = result.get("num_examples")
+    where = " ".join(
+        str(result[k]) for k in ("dataset", "split") if result.get(k) is not None
+    )
+    lines.append(f"({n} examples{' of ' + where if where else ''}; MACs at batch 1)")
+    return "\n".join(lines)
+
+
+def _human(n):
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return str(int(n))
+
+
+# ---------------------------------------------------------------------------
+# Run folder
+# ---------------------------------------------------------------------------
+
+
+def work_folder(run):
+    """The sibling folder a run trains in until it is complete."""
+    run = pathlib.Path(run).expanduser()
+    return run.with_name(f".{run.name}.incomplete")
+
+
+def _read_config(folder):
+    try:
+        return runs.read_json(folder / runs.CONFIG)
+    except (OSError, ValueError):
+        return None
+
+
+def _plan(run, work, config, resume, overwrite):
+    """What to do with `run`: "fresh", "continue", "extend" or "done".
+
+    Raises (and writes nothing) when `run` holds something else.
+    """
+    if run.exists() and not run.is_dir():
+        raise FileExistsError(
+            f"`out` must be a folder; a file is in the way. Received: out={str(run)!r}"
+        )
+    if work.exists():
+        old = _read_config(work)
+        if old is not None:
+            diff = config_diff(old, config)
+            if not diff:
+                return "continue"
+            if resume:
+                _check_architecture(diff, work)
+                return "continue"
+        if overwrite or old is None:
+            return "fresh"
+        raise FileExistsError(
+            f"An interrupted run with a different configuration is in "
+            f"{str(work)!r} ({_format_diff(diff)}). Pass --resume to continue it "
+            "with the new settings, or --overwrite to start again. Received: "
+            f"out={str(run)!r}"
+        )
+    if run.exists():
+        old = _read_config(run)
+        if old is None:
+            if overwrite or not any(run.iterdir()):
+                return "fresh"
+            raise FileExistsError(
+                f"`out` exists and is not a run folder (no {runs.CONFIG}). Pass "
+                f"--overwrite to replace it, or choose another folder. Received: "
+                f"out={str(run)!r}"
+            )
+        if overwrite:
+            return "fresh"
+        diff = config_diff(old, config)
+        if not diff:
+            return "done"
+        if resume:
+            _check_architecture(diff, run)
+            return "extend"
+        raise FileExistsError(
+            f"`out` holds a run with a different configuration "
+            f"({_format_diff(diff)}). Pass --resume to continue training it with "
+            "the new settings (e.g. more epochs), --overwrite to replace it, or "
+            f"choose another --out. Received: out={str(run)!r}"
+        )
+    return "fresh"
+
+
+def _check_architecture(diff, folder):
+    changed = {k: v for k, v in diff.items() if k in ARCHITECTURE}
+    if changed:
+        raise ValueError(
+            f"Cannot resume the run in {str(folder)!r}: these settings change the "
+            f"model, so its weights do not carry over ({_format_diff(changed)}). "
+            "Pass --overwrite to train from scratch, or choose another --out."
+        )
+
+
+def _publish(work, run):
+    """Renames the finished work folder to `run`, replacing what was there."""
+    if run.exists():
+        old = run.with_name(f".{run.name}.old-{os.getpid()}")
+        os.replace(run, old)
+        os.replace(work, run)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(work, run)
+
+
+def _read_history(path):
+    if not path.is_file():
+        return []
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _write_history(path, rows):
+    keys = ["epoch", "learning_rate"]
+    for row in rows:
+        keys += [k for k in row if k not in keys]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=keys, restval="", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_atomic(path, buf.getvalue())
+
+
+def _write_atomic(path, text):
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _save_atomic(model, path):
+    # Keras requires the `.keras` suffix on the temporary name too.
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+class RunCheckpoint(keras.callbacks.Callback):
+    """After each epoch: history.csv, last.keras and (when best) model.keras.
+
+    `history.csv` has one row per epoch: `epoch` (0-based, like Keras'
+    `CSVLogger`), `learning_rate` (at the start of the epoch) and every log.
+
+    Every file is written to a temporary name and renamed, so a crash never
+    leaves a broken file. "Best" is the highest `val_final_accuracy` so far,
+    counting the epochs already in `history.csv` of a resumed run.
+
+    Args:
+        folder: path of the (work) run folder.
+        history: list of dicts, the rows of the epochs already trained.
+        monitor: str. Defaults to `"val_final_accuracy"`.
+    """
+
+    def __init__(self, folder, history=(), monitor=MONITOR):
+        super().__init__()
+        self.folder = pathlib.Path(folder)
+        self.rows = [dict(r) for r in history]
+        self.monitor = monitor
+        previous = [
+            float(r[monitor]) for r in self.rows if r.get(monitor) not in (None, "")
+        ]
+        self.best = max(previous, default=-math.inf)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_lr = _current_lr(self.model.optimizer)
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch, "learning_rate": self._epoch_lr}
+        row.update({k: float(v) for k, v in logs.items()})
+        self.rows.append(row)
+        _write_history(self.folder / runs.HISTORY, self.rows)
+        _save_atomic(self.model, self.folder / runs.LAST)
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(value) and value > self.best:
+            self.best = float(value)
+            _save_atomic(self.model, self.folder / runs.MODEL)
+        elif not (self.folder / runs.MODEL).exists():
+            _save_atomic(self.model, self.folder / runs.MODEL)
+
+
+def _current_lr(optimizer):
+    return float(keras.ops.convert_to_numpy(optimizer.learning_rate))
+
+
+def _backup_epoch(folder):
+    """Epochs finished according to BackupAndRestore's state (0 if none)."""
+    try:
+        meta = runs.read_json(folder / BACKUP / "training_metadata.json")
+        return int(meta["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
+
+
+def _tensorboard(folder, say):
+    import importlib.util
+
+    # Keras' TensorBoard callback writes through tf.summary, which needs the
+    # `tensorboard` package (TensorFlow 2.21 no longer installs it).
+    if importlib.util.find_spec("tensorboard") is None:
+        say(f"note: `pip install tensorboard` to get TensorBoard logs in {LOGS}/.")
+        return []
+    return [keras.callbacks.TensorBoard(log_dir=str(folder / LOGS), write_graph=False)]
+
+
+class TrainingStopped(RuntimeError):
+    """Training ended before the last epoch (e.g. the loss became NaN)."""
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train` did.
+
+    Attributes:
+        run: `pathlib.Path` of the run folder.
+        status: str. `"trained"`, or `"up-to-date"` when the run folder already
+            held a finished run with the same configuration.
+        config: dict. The resolved configuration (as in `config.json`).
+        history: list of dicts, one per epoch (as in `history.csv`).
+        evaluation: dict or `None`. The test evaluation (as in `eval.json`).
+        model: the trained model (best by `val_final_accuracy`), or `None`
+            when nothing was trained.
+    """
+
+    run: pathlib.Path
+    status: str
+    config: dict
+    history: list
+    evaluation: dict = None
+    model: object = None
+
+
+def train(
+    out,
+    *,
+    config_file=None,
+    resume=False,
+    overwrite=False,
+    evaluate=True,
+    download=False,
+    callbacks=None,
+    verbose="auto",
+    **config,
+):
+    """Trains a SCAN model (or the `no_exits` baseline) into a run folder.
+
+    Rerunning the same call after an interruption continues from the last
+    finished epoch. A run folder with a different configuration is refused
+    unless `resume` (continue it with the new settings, e.g. more epochs; the
+    model-shaping settings must match) or `overwrite` (train from scratch and
+    replace it when done). Nothing is written before the configuration, the data
+    and the model are checked.
+
+    Args:
+        out: str or path. The run folder.
+        config_file: str or path of a YAML or JSON file of settings, optional.
+        resume: bool. Continue a run whose configuration differs. Defaults to
+            `False`.
+        overwrite: bool. Replace a finished run. Defaults to `False`.
+        evaluate: bool. Evaluate the best model on the test split into
+            `eval.json`. Defaults to `True`.
+        download: bool. Let tensorflow-datasets / Keras download missing data.
+            Defaults to `False`.
+        callbacks: list of extra `keras.callbacks.Callback`, optional.
+        verbose: `"auto"` (progress bar on a terminal, one line per epoch
+            otherwise), 0, 1 or 2. Defaults to `"auto"`.
+        **config: settings, see `DEFAULTS` (`backbone`, `dataset`, `epochs`,
+            `batch_size`, `lr`, `width`, `limit`, ...).
+
+    Returns:
+        A `TrainResult`.
+
+    Example:
+    ```python
+    result = keras_scan.training.train(
+        "runs/fm", backbone="cifar_resnet18", width=16, dataset="fashion_mnist",
+        epochs=3, limit=4000)
+    print(keras_scan.training.format_table(result.evaluation))
+    ```
+    """
+    config = resolve_config(config, config_file)
+    run = pathlib.Path(out).expanduser()
+    work = work_folder(run)
+    plan = _plan(run, work, config, resume, overwrite)
+    if verbose == "auto":
+        verbose = 1 if sys.stdout.isatty() else 2
+    say = print if verbose else (lambda *a, **k: None)
+    if plan == "done":
+        say(
+            f"{run} already holds a finished run with this configuration; nothing "
+            "to do (pass --overwrite to train again)."
+        )
+        evaluation = (
+            runs.read_json(run / runs.EVAL) if (run / runs.EVAL).is_file() else None
+        )
+        return TrainResult(
+            run,
+            "up-to-date",
+            _read_config(run),
+            _read_history(run / runs.HISTORY),
+            evaluation,
+        )
+
+    if plan == "extend":
+        finished = len(_read_history(run / runs.HISTORY))
+        if config["epochs"] <= finished:
+            raise ValueError(
+                f"`epochs` must exceed the {finished} epochs {str(run)!r} already "
+                f"trained to continue it with --resume. Received: "
+                f"epochs={config['epochs']}"
+            )
+
+    # Check the data and the model before writing anything.
+    keras.utils.set_random_seed(config["seed"])
+    splits = data.load_dataset(
+        config["dataset"],
+        config["image_size"],
+        channels=config["channels"],
+        val_fraction=config["val_fraction"],
+        seed=config["seed"],
+        limit=config["limit"],
+        data_dir=config["data_dir"],
+        download=download,
+    )
+    for note in splits.notes:
+        say(f"note: {note}")
+    model = make_model(config, splits.num_classes)
+    steps = _steps_per_epoch(splits, config["batch_size"])
+    resolved = dict(
+        config,
+        scaled_lr=scaled_learning_rate(config["lr"], config["batch_size"]),
+        num_classes=splits.num_classes,
+        class_names=list(splits.class_names),
+        preprocessing=registry.preprocessing(config["backbone"]),
+        steps_per_epoch=steps,
+        sizes=splits.sizes(),
+        backend=keras.backend.backend(),
+        keras_scan_version=_version(),
+    )
+
+    # From here on only the work folder is written.
+    if plan == "fresh" and work.exists():
+        shutil.rmtree(work)
+    if plan == "extend":
+        shutil.copytree(run, work)
+    work.mkdir(parents=True, exist_ok=True)
+    runs.write_json(work / runs.CONFIG, resolved)
+
+    compile_model(model, make_optimizer(config, steps))
+    history = _read_history(work / runs.HISTORY)
+    if plan == "extend":
+        initial_epoch = len(history)
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(work / runs.LAST)
+    else:
+        initial_epoch = _backup_epoch(work)
+        history = [r for r in history if int(r["epoch"]) < initial_epoch]
+    if initial_epoch:
+        say(f"Continuing {run} after epoch {initial_epoch} of {config['epochs']}.")
+    say(f"Training into {work} (renamed to {run} when done).")
+
+    train_ds, val_ds = make_pipelines(splits, config, epoch=initial_epoch)
+    fit_callbacks = [
+        keras.callbacks.TerminateOnNaN(),
+        *_tensorboard(work, say),
+        RunCheckpoint(work, history),
+        keras.callbacks.BackupAndRestore(str(work / BACKUP), delete_checkpoint=False),
+        *(callbacks or []),
+    ]
+    model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config["epochs"],
+        initial_epoch=initial_epoch,
+        shuffle=False,  # the pipelines shuffle (seeded)
+        callbacks=fit_callbacks,
+        verbose=verbose,
+    )
+    history = _read_history(work / runs.HISTORY)
+    if len(history) < config["epochs"]:
+        raise TrainingStopped(
+            f"Training stopped after {len(history)} of {config['epochs']} epochs "
+            f"(e.g. TerminateOnNaN: the loss became NaN; lower --lr). The "
+            f"interrupted run is in {str(work)!r}; {str(run)!r} was not written."
+        )
+
+    model.load_weights(work / runs.MODEL)  # the best epoch
+    evaluation = None
+    if evaluate:
+        evaluation = evaluate_model(model, splits.test, config["batch_size"])
+        evaluation.update(dataset=config["dataset"], split="test", model=runs.MODEL)
+        runs.write_json(work / runs.EVAL, evaluation)
+    shutil.rmtree(work / BACKUP, ignore_errors=True)
+    _publish(work, run)
+    say(f"Finished: {run}")
+    return TrainResult(run, "trained", resolved, history, evaluation, model)
+
+
+def _version():
+    import keras_scan
+
+    return keras_scan.__version__
