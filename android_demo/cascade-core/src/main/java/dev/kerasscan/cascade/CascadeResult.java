@@ -10,10 +10,15 @@ public final class CascadeResult {
   /** Its label from the manifest. */
   public final String label;
   /**
-   * Confidence (the manifest's measure) of the answering exit's probabilities; for an
-   * ensemble fallback, of the mean probabilities.
+   * The answering exit's confidence (the manifest's measure of its probabilities; at the final
+   * exit, of the final exit's probabilities whatever the fallback, like scan_lite).
    */
   public final double confidence;
+  /**
+   * Probability of the predicted class in the probabilities the answer came from (the mean
+   * over all exits for the "ensemble" fallback).
+   */
+  public final float probability;
   /** Exit that answered: 0..K-1 a shallow exit, K the final exit. */
   public final int exitIndex;
   /** Name of that exit (model.exit_names). */
@@ -31,6 +36,7 @@ public final class CascadeResult {
       int prediction,
       String label,
       double confidence,
+      float probability,
       int exitIndex,
       String exitName,
       boolean early,
@@ -40,6 +46,7 @@ public final class CascadeResult {
     this.prediction = prediction;
     this.label = label;
     this.confidence = confidence;
+    this.probability = probability;
     this.exitIndex = exitIndex;
     this.exitName = exitName;
     this.early = early;

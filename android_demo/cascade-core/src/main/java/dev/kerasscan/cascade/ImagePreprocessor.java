@@ -4,12 +4,27 @@ import java.util.Locale;
 
 /**
  * Turns pixels into model input. The models normalise raw pixels themselves
- * (preprocessing.normalization = in_model), so this only fits the image: a centre crop to the
- * input's aspect ratio, an area-average resize down to the input size, grey (ITU-R BT.601
- * luma) or RGB, raw 0..255 values (HWC, row major); {@link #toTensor} then quantizes them with
- * a model input's scale / zero point when the variant takes int8 / uint8.
+ * (preprocessing.normalization = in_model), so this only fits the image to the input, with
+ * the rule of the training pipeline and tflite/scan_lite/images.py {@code fit_images}:
+ *
+ * <ul>
+ *   <li>an image not larger than the input whose size differences are even on both axes is
+ *       zero-padded in the centre (28x28 Fashion-MNIST into 32x32);
+ *   <li>an image at least as large as the input is centre-cropped to the input's aspect ratio
+ *       (camera frames; scan_lite does not crop, so both agree on same-aspect images) and
+ *       resized with scan_lite's bilinear weights (half-pixel centres, antialiased shrink);
+ *   <li>anything else is smaller than the input and refused: the app never upsamples;
+ *   <li>grey is repeated to 3 channels, RGB turned grey with 0.2989 R + 0.5870 G + 0.1140 B.
+ * </ul>
+ *
+ * <p>Values stay raw 0..255 (HWC, row major); {@link #toTensor} then quantizes them with a
+ * model input's scale / zero point when the variant takes int8 / uint8.
  */
 public final class ImagePreprocessor {
+  private static final float GREY_R = 0.2989f;
+  private static final float GREY_G = 0.5870f;
+  private static final float GREY_B = 0.1140f;
+
   private final Manifest.InputSpec input;
 
   public ImagePreprocessor(Manifest.InputSpec input) {
@@ -47,7 +62,7 @@ public final class ImagePreprocessor {
    * input: returns raw pixel values HWC at the input size. Alpha is ignored.
    *
    * @throws InputImageException if the buffer does not hold width x height pixels or the image
-   *     is smaller than the model input
+   *     is smaller than the input (and not paddable like the training data)
    */
   public float[] fitArgb(int[] argb, int width, int height) {
     if (width <= 0 || height <= 0) {
@@ -63,57 +78,103 @@ public final class ImagePreprocessor {
               height,
               width * height));
     }
+    float[] rgb = new float[width * height * 3];
+    for (int i = 0; i < argb.length; i++) {
+      int p = argb[i];
+      rgb[3 * i] = (p >> 16) & 0xff;
+      rgb[3 * i + 1] = (p >> 8) & 0xff;
+      rgb[3 * i + 2] = p & 0xff;
+    }
+    return fit(rgb, height, width, 3);
+  }
+
+  /**
+   * Fits raw pixels (HWC, row major, 1 or 3 channels) of any size to the input with the rule
+   * above.
+   *
+   * @throws InputImageException for other channel counts, a bad array length, or an image
+   *     smaller than the input that the training rule would not pad
+   */
+  public float[] fit(float[] hwc, int height, int width, int channels) {
+    if (channels != 1 && channels != 3) {
+      throw new InputImageException(
+          "the image has " + channels + " channels; only grey (1) or RGB (3) images are read");
+    }
+    if (height <= 0 || width <= 0) {
+      throw new InputImageException("the image is empty (" + width + "x" + height + ")");
+    }
+    if (hwc.length != (long) height * width * channels) {
+      throw new InputImageException(
+          String.format(
+              Locale.ROOT,
+              "the pixel array holds %d values, expected %d",
+              hwc.length,
+              height * width * channels));
+    }
+    int th = input.height;
+    int tw = input.width;
+    if (height <= th && width <= tw && (th - height) % 2 == 0 && (tw - width) % 2 == 0) {
+      float[] out = new float[th * tw * input.channels];
+      int top = (th - height) / 2;
+      int left = (tw - width) / 2;
+      float[] conv = convertChannels(hwc, height * width, channels);
+      for (int y = 0; y < height; y++) {
+        System.arraycopy(
+            conv,
+            y * width * input.channels,
+            out,
+            ((top + y) * tw + left) * input.channels,
+            width * input.channels);
+      }
+      return out;
+    }
     requireLargeEnough(width, height);
-    // Centre crop to the model's aspect ratio.
+    // Centre crop to the input's aspect ratio.
     int cropW = width;
     int cropH = height;
-    if ((long) width * input.height > (long) height * input.width) {
-      cropW = (int) Math.round((double) height * input.width / input.height);
-    } else {
-      cropH = (int) Math.round((double) width * input.height / input.width);
+    if ((long) width * th > (long) height * tw) {
+      cropW = (int) Math.round((double) height * tw / th);
+    } else if ((long) width * th < (long) height * tw) {
+      cropH = (int) Math.round((double) width * th / tw);
     }
-    cropW = Math.max(input.width, Math.min(width, cropW));
-    cropH = Math.max(input.height, Math.min(height, cropH));
+    cropW = Math.max(tw, Math.min(width, cropW));
+    cropH = Math.max(th, Math.min(height, cropH));
     int x0 = (width - cropW) / 2;
     int y0 = (height - cropH) / 2;
-
-    int c = input.channels;
-    float[] out = new float[input.height * input.width * c];
-    double sx = (double) cropW / input.width;
-    double sy = (double) cropH / input.height;
-    for (int oy = 0; oy < input.height; oy++) {
-      double ya = oy * sy;
-      double yb = ya + sy;
-      for (int ox = 0; ox < input.width; ox++) {
-        double xa = ox * sx;
-        double xb = xa + sx;
-        double r = 0;
-        double g = 0;
-        double b = 0;
-        double wsum = 0;
-        for (int y = (int) Math.floor(ya); y < Math.ceil(yb); y++) {
-          double wy = Math.min(yb, y + 1) - Math.max(ya, y);
-          int row = (y0 + y) * width + x0;
-          for (int x = (int) Math.floor(xa); x < Math.ceil(xb); x++) {
-            double w = wy * (Math.min(xb, x + 1) - Math.max(xa, x));
-            int p = argb[row + x];
-            r += w * ((p >> 16) & 0xff);
-            g += w * ((p >> 8) & 0xff);
-            b += w * (p & 0xff);
-            wsum += w;
-          }
+    float[][] wy = linearWeights(cropH, th);
+    float[][] wx = linearWeights(cropW, tw);
+    // Rows first, then columns (scan_lite's order), in float32.
+    float[] rows = new float[th * cropW * channels];
+    for (int s = 0; s < th; s++) {
+      float[] w = wy[s];
+      int dst = s * cropW * channels;
+      for (int h = 0; h < cropH; h++) {
+        if (w[h] == 0f) {
+          continue;
         }
-        int o = (oy * input.width + ox) * c;
-        if (c == 3) {
-          out[o] = (float) (r / wsum);
-          out[o + 1] = (float) (g / wsum);
-          out[o + 2] = (float) (b / wsum);
-        } else {
-          out[o] = (float) luma(r / wsum, g / wsum, b / wsum);
+        int src = ((y0 + h) * width + x0) * channels;
+        for (int i = 0; i < cropW * channels; i++) {
+          rows[dst + i] += w[h] * hwc[src + i];
         }
       }
     }
-    return out;
+    float[] block = new float[th * tw * channels];
+    for (int s = 0; s < th; s++) {
+      for (int t = 0; t < tw; t++) {
+        float[] w = wx[t];
+        int dst = (s * tw + t) * channels;
+        for (int x = 0; x < cropW; x++) {
+          if (w[x] == 0f) {
+            continue;
+          }
+          int src = (s * cropW + x) * channels;
+          for (int c = 0; c < channels; c++) {
+            block[dst + c] += w[x] * rows[src + c];
+          }
+        }
+      }
+    }
+    return convertChannels(block, th * tw, channels);
   }
 
   /**
@@ -138,7 +199,7 @@ public final class ImagePreprocessor {
       throw new InputImageException(
           String.format(
               Locale.ROOT,
-              "raw pixels must already be %dx%d (got %dx%d); use fitArgb to resize",
+              "raw pixels must already be %dx%d (got %dx%d); use fit or fitArgb to resize",
               input.width,
               input.height,
               width,
@@ -167,21 +228,57 @@ public final class ImagePreprocessor {
     return hwc;
   }
 
+  /** scan_lite's (out, in) bilinear weights: half-pixel centres, antialiased when shrinking. */
+  static float[][] linearWeights(int inSize, int outSize) {
+    double scale = (double) outSize / inSize;
+    double support = Math.max(1.0, (double) inSize / outSize);
+    float[][] w = new float[outSize][inSize];
+    for (int o = 0; o < outSize; o++) {
+      double centre = (o + 0.5) / scale - 0.5;
+      double[] row = new double[inSize];
+      double sum = 0;
+      for (int i = 0; i < inSize; i++) {
+        row[i] = Math.max(0.0, 1.0 - Math.abs(i - centre) / support);
+        sum += row[i];
+      }
+      for (int i = 0; i < inSize; i++) {
+        w[o][i] = (float) (row[i] / sum);
+      }
+    }
+    return w;
+  }
+
+  private float[] convertChannels(float[] x, int pixels, int channels) {
+    int want = input.channels;
+    if (channels == want) {
+      return x;
+    }
+    float[] out = new float[pixels * want];
+    if (channels == 1) {
+      for (int i = 0; i < pixels; i++) {
+        for (int c = 0; c < want; c++) {
+          out[i * want + c] = x[i];
+        }
+      }
+    } else {
+      for (int i = 0; i < pixels; i++) {
+        out[i] = x[3 * i] * GREY_R + x[3 * i + 1] * GREY_G + x[3 * i + 2] * GREY_B;
+      }
+    }
+    return out;
+  }
+
   private void requireLargeEnough(int width, int height) {
     if (width < input.width || height < input.height) {
       throw new InputImageException(
           String.format(
               Locale.ROOT,
-              "the image is %dx%d but the model needs at least %dx%d pixels",
+              "the image is %dx%d but the model needs at least %dx%d pixels (smaller images"
+                  + " are only padded, like the training data, when the differences are even)",
               width,
               height,
               input.width,
               input.height));
     }
-  }
-
-  /** ITU-R BT.601 luma, the weights PIL's convert("L") uses. */
-  public static double luma(double r, double g, double b) {
-    return 0.299 * r + 0.587 * g + 0.114 * b;
   }
 }

@@ -460,7 +460,7 @@ public final class Manifest {
     t.requireQuantizationParams(where);
   }
 
-  /** The probabilities output of a stage or exit signature ("probs", else the only output). */
+  /** The probabilities output of a stage or exit signature. */
   public TensorSpec probsOutput(Signature s, String where) {
     TensorSpec t = outputNamed(s, "probs", where);
     if (t.elementCount() != numClasses) {
@@ -477,13 +477,13 @@ public final class Manifest {
     return t;
   }
 
-  /** Output key of a signature for "probs" / "features". */
+  /**
+   * Output key of a signature for "probs" / "features": the exporter names the outputs
+   * exactly so (scan_lite reads them by these names too).
+   */
   public static String outputKey(Signature s, String role, String where) {
     if (s.outputs.containsKey(role)) {
       return role;
-    }
-    if (role.equals("probs") && s.outputs.size() == 1) {
-      return s.outputs.keySet().iterator().next();
     }
     throw new ManifestException(
         where + ": signature \"" + s.key + "\" has no \"" + role + "\" output (has "

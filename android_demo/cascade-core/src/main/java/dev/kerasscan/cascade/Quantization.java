@@ -7,17 +7,46 @@ import java.util.Locale;
 /**
  * Conversions between real values and a tensor's stored values, with the manifest's
  * per-tensor parameters: real = scale * (q - zero_point), q = clamp(round(real / scale) +
- * zero_point). Rounding is half to even, like numpy's {@code np.round} in the Python runtime.
+ * zero_point). Rounding takes halves away from zero, like LiteRT's quantize kernel
+ * (std::round) and tflite/scan_lite/quant.py.
  */
 public final class Quantization {
+  /**
+   * Two scales closer than this (relative) are the same quantization: the converter writes
+   * stage_k's output and stage_k+1's input scales from the same range, computed in float32
+   * (the same tolerance as scan_lite).
+   */
+  public static final double SCALE_RTOL = 1e-5;
+
   private Quantization() {}
+
+  /** std::round: halves away from zero. */
+  public static double roundHalfAway(double x) {
+    return Math.signum(x) * Math.floor(Math.abs(x) + 0.5);
+  }
+
+  /** True when values of {@code src} can be fed to {@code dst} unchanged. */
+  public static boolean sameQuantization(TensorSpec src, TensorSpec dst) {
+    if (src.dtype() != dst.dtype()) {
+      return false;
+    }
+    if (!src.isQuantized() && !dst.isQuantized()) {
+      return true;
+    }
+    if (src.isQuantized() != dst.isQuantized()) {
+      return false;
+    }
+    double a = src.scale();
+    double b = dst.scale();
+    return src.zeroPoint() == dst.zeroPoint() && Math.abs(a - b) <= SCALE_RTOL * Math.max(a, b);
+  }
 
   /** Quantizes one real value to an integer dtype's range. */
   public static long quantize(double real, double scale, long zeroPoint, DType dtype) {
     if (!(scale > 0)) {
       throw new CascadeException("cannot quantize to " + dtype.jsonName() + " with scale " + scale);
     }
-    double q = Math.rint(real / scale) + zeroPoint;
+    double q = roundHalfAway(real / scale) + zeroPoint;
     if (Double.isNaN(q)) {
       throw new CascadeException("cannot quantize NaN");
     }
@@ -84,8 +113,9 @@ public final class Quantization {
   }
 
   /**
-   * Re-encodes {@code src} for an input described by {@code dst}: the bytes unchanged when both
-   * encodings agree (the exporter aligns chained int8 stages), else through real values. Shapes
+   * Re-encodes {@code src} for an input described by {@code dst}: the bytes unchanged when the
+   * two quantizations agree ({@link #sameQuantization}; the exporter aligns chained int8
+   * stages), else dequantized to float32 and quantized again, exactly as scan_lite does. Shapes
    * must hold the same number of elements.
    */
   public static Tensor requantize(Tensor src, TensorSpec dst) {
@@ -98,41 +128,10 @@ public final class Quantization {
               s,
               dst));
     }
-    if (s.dtype() == dst.dtype()
-        && Double.compare(s.scale(), dst.scale()) == 0
-        && s.zeroPoint() == dst.zeroPoint()) {
+    if (sameQuantization(s, dst)) {
       return new Tensor(dst, src.data().clone());
     }
-    if (s.isQuantized() && dst.isQuantized()) {
-      // Integer to integer without a float round trip: q2 = round(s1/s2 * (q1 - z1)) + z2.
-      double ratio = s.scale() / dst.scale();
-      int n = s.elementCount();
-      ByteBuffer b = ByteBuffer.allocate(dst.byteSize()).order(ByteOrder.LITTLE_ENDIAN);
-      for (int i = 0; i < n; i++) {
-        double q = Math.rint(ratio * (src.rawValue(i) - s.zeroPoint())) + dst.zeroPoint();
-        long c = (long) Math.max(dst.dtype().minValue(), Math.min(dst.dtype().maxValue(), q));
-        putInteger(b, dst.dtype(), c);
-      }
-      return new Tensor(dst, b.array());
-    }
     return fromReal(dst, dequantize(src));
-  }
-
-  private static void putInteger(ByteBuffer b, DType t, long v) {
-    switch (t) {
-      case INT8:
-      case UINT8:
-        b.put((byte) v);
-        break;
-      case INT16:
-        b.putShort((short) v);
-        break;
-      case INT32:
-        b.putInt((int) v);
-        break;
-      default:
-        throw new IllegalStateException(t.toString());
-    }
   }
 
   /** IEEE 754 half precision to float. */

@@ -156,29 +156,27 @@ public final class ScanCascade implements AutoCloseable {
     int exit;
     int prediction;
     double confidence;
+    float probability;
     if (answeredAt >= 0) {
       exit = answeredAt;
       float[] p = probs.get(exit);
       prediction = ConfidenceMeasure.argmax(p);
       confidence = rule.measure().of(p);
+      probability = p[prediction];
     } else {
       exit = k;
       prediction = rule.finalPrediction(probs);
-      if (rule.fallback() == Fallback.FINAL) {
-        confidence = rule.measure().of(probs.get(k));
-      } else {
-        double[] mean = ExitRule.ensembleMean(probs);
-        float[] m = new float[mean.length];
-        for (int j = 0; j < m.length; j++) {
-          m[j] = (float) mean[j];
-        }
-        confidence = rule.measure().of(m);
-      }
+      confidence = rule.measure().of(probs.get(k));
+      probability =
+          rule.fallback() == Fallback.FINAL
+              ? probs.get(k)[prediction]
+              : (float) ExitRule.ensembleMean(probs)[prediction];
     }
     return new CascadeResult(
         prediction,
         manifest.labels().get(prediction),
         confidence,
+        probability,
         exit,
         manifest.exitNames().get(exit),
         exit < k,
@@ -206,6 +204,7 @@ public final class ScanCascade implements AutoCloseable {
         prediction,
         manifest.labels().get(prediction),
         confidence,
+        p[prediction],
         k,
         manifest.exitNames().get(k),
         false,

@@ -37,31 +37,68 @@ public class ImagePreprocessorTest {
   }
 
   @Test
-  public void greyInputUsesBt601Luma() {
+  public void greyInputUsesTheTrainingPipelinesWeights() {
     ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
     int[] px = new int[64];
     java.util.Arrays.fill(px, argb(200, 100, 50));
     float[] out = p.fitArgb(px, 8, 8);
-    assertEquals(0.299 * 200 + 0.587 * 100 + 0.114 * 50, out[0], 1e-4);
+    assertEquals(0.2989 * 200 + 0.5870 * 100 + 0.1140 * 50, out[0], 1e-4);
     assertEquals(64, out.length);
   }
 
   @Test
-  public void downscalesByAveragingAndCropsTheCentre() {
+  public void cropsTheCentreOfAWideFrame() {
     ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
-    // 24x16: the centre 16x16 is kept, each output pixel averages a 2x2 block.
+    // 24x16 frame: the centre 16x16 is kept; the white side bands must not leak in.
     int w = 24;
     int h = 16;
     int[] px = new int[w * h];
     for (int y = 0; y < h; y++) {
       for (int x = 0; x < w; x++) {
-        int v = (x < 4 || x >= 20) ? 255 : ((x + y) % 2 == 0 ? 100 : 0);
+        int v = (x < 4 || x >= 20) ? 255 : 80;
         px[y * w + x] = argb(v, v, v);
       }
     }
-    float[] out = p.fitArgb(px, w, h);
-    for (float v : out) {
-      assertEquals(50f, v, 1e-3f); // no white border pixel leaks in
+    for (float v : p.fitArgb(px, w, h)) {
+      assertEquals(80f * 0.9999f, v, 1e-3f);
+    }
+  }
+
+  @Test
+  public void padsSmallImagesLikeTheTrainingData() {
+    ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
+    float[] img = new float[6 * 4];
+    java.util.Arrays.fill(img, 9f);
+    float[] out = p.fit(img, 6, 4, 1);
+    for (int y = 0; y < 8; y++) {
+      for (int x = 0; x < 8; x++) {
+        boolean inside = y >= 1 && y < 7 && x >= 2 && x < 6;
+        assertEquals("pixel " + y + "," + x, inside ? 9f : 0f, out[y * 8 + x], 0f);
+      }
+    }
+  }
+
+  @Test
+  public void fitsLikeScanLite() throws Exception {
+    org.json.JSONObject doc = TestSupport.json(TestSupport.resource("fit_vectors.json"));
+    org.json.JSONArray cases = doc.optJSONArray("cases");
+    assertEquals(12, cases.length());
+    for (int i = 0; i < cases.length(); i++) {
+      org.json.JSONObject c = cases.optJSONObject(i);
+      org.json.JSONArray shape = c.optJSONArray("shape");
+      int channels = c.optInt("channels");
+      ImagePreprocessor p = new ImagePreprocessor(manifest(channels).input());
+      org.json.JSONArray img = c.optJSONArray("image");
+      float[] x = new float[img.length()];
+      for (int j = 0; j < x.length; j++) {
+        x[j] = (float) img.optDouble(j);
+      }
+      float[] got = p.fit(x, shape.optInt(0), shape.optInt(1), shape.optInt(2));
+      org.json.JSONArray want = c.optJSONArray("fitted");
+      assertEquals(want.length(), got.length);
+      for (int j = 0; j < got.length; j++) {
+        assertEquals(shape + " -> " + channels + " value " + j, want.optDouble(j), got[j], 2e-3);
+      }
     }
   }
 
@@ -71,6 +108,9 @@ public class ImagePreprocessorTest {
     InputImageException e =
         assertThrows(InputImageException.class, () -> p.fitArgb(new int[7 * 20], 7, 20));
     assertTrue(e.getMessage(), e.getMessage().contains("7x20 but the model needs at least 8x8"));
+    // Smaller with an odd difference cannot be padded like the training data: refused.
+    e = assertThrows(InputImageException.class, () -> p.fitArgb(new int[7 * 7], 7, 7));
+    assertTrue(e.getMessage(), e.getMessage().contains("7x7 but the model needs at least 8x8"));
     e = assertThrows(
         InputImageException.class, () -> p.checkPixels(new float[4 * 4], 4, 4, 1));
     assertTrue(e.getMessage(), e.getMessage().contains("needs at least 8x8"));

@@ -2,6 +2,7 @@ package dev.kerasscan.cascade;
 
 import static org.junit.Assert.assertArrayEquals;
 import static org.junit.Assert.assertEquals;
+import static org.junit.Assert.assertFalse;
 import static org.junit.Assert.assertThrows;
 import static org.junit.Assert.assertTrue;
 
@@ -14,12 +15,13 @@ public class QuantizationTest {
 
   @Test
   public void quantizesWithScaleZeroPointRoundingAndClamping() {
-    TensorSpec s = spec(DType.INT8, 0.5, -10, 6);
-    Tensor t = Quantization.fromReal(s, new float[] {0f, 1.25f, 1.75f, -100f, 1000f, 0.75f});
-    // 1.25/0.5 = 2.5 -> 2 (half to even), 1.75/0.5 = 3.5 -> 4, 0.75/0.5 = 1.5 -> 2.
-    assertArrayEquals(new byte[] {-10, -8, -6, -128, 127, -8}, t.data());
+    TensorSpec s = spec(DType.INT8, 0.5, -10, 7);
+    Tensor t =
+        Quantization.fromReal(s, new float[] {0f, 1.25f, 1.75f, -100f, 1000f, 0.75f, -1.25f});
+    // Halves go away from zero like LiteRT's std::round: 2.5 -> 3, 3.5 -> 4, 1.5 -> 2, -2.5 -> -3.
+    assertArrayEquals(new byte[] {-10, -7, -6, -128, 127, -8, -13}, t.data());
     assertArrayEquals(
-        new float[] {0f, 1f, 2f, -59f, 68.5f, 1f}, Quantization.dequantize(t), 0f);
+        new float[] {0f, 1.5f, 2f, -59f, 68.5f, 1f, -1.5f}, Quantization.dequantize(t), 0f);
   }
 
   @Test
@@ -57,15 +59,26 @@ public class QuantizationTest {
     TensorSpec from = spec(DType.INT8, 0.1, -5, 4);
     TensorSpec to = spec(DType.INT8, 0.23, 3, 4);
     Tensor t = new Tensor(from, new byte[] {-128, -5, 20, 127});
-    Tensor r = Quantization.requantize(t, to);
-    float[] real = t.toFloatArray();
-    for (int i = 0; i < 4; i++) {
-      long want = Math.max(-128, Math.min(127, Math.round(real[i] / 0.23) + 3));
-      assertEquals("element " + i, want, r.data()[i]);
-    }
+    // real = {-12.3, 0, 2.5, 13.2}; / 0.23 = {-53.48, 0, 10.87, 57.39}; rounded + 3.
+    assertArrayEquals(new byte[] {-50, 3, 14, 60}, Quantization.requantize(t, to).data());
     // Into a float input: plain dequantization.
     float[] f = Quantization.requantize(t, spec(DType.FLOAT32, 0, 0, 4)).toFloatArray();
-    assertArrayEquals(real, f, 0f);
+    assertArrayEquals(t.toFloatArray(), f, 0f);
+  }
+
+  @Test
+  public void scalesWithinTheRelativeToleranceCountAsEqual() {
+    TensorSpec a = spec(DType.INT8, 0.1, 3, 2);
+    assertTrue(Quantization.sameQuantization(a, spec(DType.INT8, 0.1 * (1 + 5e-6), 3, 2)));
+    assertFalse(Quantization.sameQuantization(a, spec(DType.INT8, 0.1 * (1 + 5e-5), 3, 2)));
+    assertFalse(Quantization.sameQuantization(a, spec(DType.INT8, 0.1, 4, 2)));
+    assertFalse(Quantization.sameQuantization(a, spec(DType.UINT8, 0.1, 3, 2)));
+    assertTrue(
+        Quantization.sameQuantization(spec(DType.FLOAT32, 0, 0, 2), spec(DType.FLOAT32, 0, 0, 2)));
+    // Within tolerance the bytes pass through untouched.
+    Tensor t = new Tensor(a, new byte[] {7, -9});
+    assertArrayEquals(
+        t.data(), Quantization.requantize(t, spec(DType.INT8, 0.1 * (1 + 5e-6), 3, 2)).data());
   }
 
   @Test

@@ -190,7 +190,7 @@ public class ScanCascadeTest {
     assertEquals(0, r.inputs.get(0).data()[0]); // grey 128 -> q = 0
     assertThrows(
         InputImageException.class,
-        () -> c.classifyArgb(new int[4 * 4], 4, 4, ScanCascade.Mode.SCALABLE));
+        () -> c.classifyArgb(new int[5 * 5], 5, 5, ScanCascade.Mode.SCALABLE));
     c.close();
     assertTrue(r.closed);
   }
