@@ -6,7 +6,9 @@ Public API (listed explicitly):
 from keras_scan import backbones, layers
 from keras_scan.builder import build
 from keras_scan.export import export
+from keras_scan.inference import ScalableInference
 from keras_scan.scan_model import ScanModel
+from keras_scan.thresholds import search_thresholds
 
 __version__ = "0.1.0"
 
@@ -17,4 +19,6 @@ __all__ = [
     "build",
     "ScanModel",
     "export",
+    "ScalableInference",
+    "search_thresholds",
 ]

@@ -965,3 +965,121 @@ def search_thresholds_from_probs(
     return Thresholds(
         values=values, measure=measure, fallback=fallback, metrics=metrics
     )
+
+
+# ---------------------------------------------------------------------------
+# Model-level search
+# ---------------------------------------------------------------------------
+
+
+def search_thresholds(
+    model,
+    val_data,
+    *,
+    max_accuracy_drop=None,
+    budget_macs=None,
+    measure="max_prob",
+    fallback="final",
+    seed=0,
+    population=100,
+    generations=100,
+    batch_size=256,
+):
+    """Evolves per-exit thresholds of a SCAN model on its validation data.
+
+    Runs the model once over `val_data` (`keras_scan.inference.collect_probs`),
+    takes the exits' costs from `model.exit_info` (`macs`: cumulative cost of
+    answering at each exit; the speedup baseline is the final exit's
+    `standalone_macs`, the plain backbone plus its classifier) and calls
+    `search_thresholds_from_probs` (NSGA-II with DEAP, plus the best single
+    global threshold as a baseline). Choose thresholds on validation data,
+    never on the test split.
+
+    Args:
+        model: `keras_scan.ScanModel`, trained.
+        val_data: validation data: an `(images, labels)` tuple, a
+            `tf.data.Dataset` (batched or not) of `(image, label)` pairs or a
+            `keras.utils.PyDataset`.
+        max_accuracy_drop: float >= 0. Percentage points below the final exit's
+            validation accuracy the cascade may lose; the cheapest such point
+            is returned. Defaults to 0.5 when `budget_macs` is not given.
+        budget_macs: float. Mean MACs per image allowed (at least the first
+            exit's cost); the most accurate point within it is returned.
+        measure: str. `"max_prob"`, `"margin"` or `"entropy"`. Defaults to
+            `"max_prob"`.
+        fallback: str. `"final"` or `"ensemble"`. Defaults to `"final"`.
+        seed: int. Seeds the search. Defaults to 0.
+        population: int >= 4. NSGA-II population. Defaults to 100.
+        generations: int >= 0. NSGA-II generations. Defaults to 100.
+        batch_size: int. Images per model call. Defaults to 256.
+
+    Returns:
+        `Thresholds`; `metrics` as in `search_thresholds_from_probs`, plus
+        `single_exits_standalone` (accuracy, standalone MACs of each exit
+        deployed alone), `exit_names` and `predict_seconds`.
+
+    Example:
+    ```python
+    th = keras_scan.search_thresholds(model, (x_val, y_val), max_accuracy_drop=0.5)
+    th.save("runs/fm18/thresholds.json")
+    engine = keras_scan.ScalableInference(model, th)
+    ```
+    """
+    from keras_scan import inference
+
+    inference._check_model(model)
+    # Cheap argument checks before the forward pass.
+    _check_measure(measure)
+    _check_fallback(fallback)
+    if max_accuracy_drop is not None and budget_macs is not None:
+        raise ValueError(
+            "Give either `max_accuracy_drop` or `budget_macs`, not both. Received: "
+            f"max_accuracy_drop={max_accuracy_drop!r}, budget_macs={budget_macs!r}"
+        )
+    if max_accuracy_drop is not None:
+        drop = _check_number("max_accuracy_drop", max_accuracy_drop)
+        if drop < 0:
+            raise ValueError(
+                "`max_accuracy_drop` (percentage points) must be >= 0. "
+                f"Received: max_accuracy_drop={max_accuracy_drop!r}"
+            )
+    info = model.exit_info
+    exit_macs = [int(i["macs"]) for i in info]
+    full_macs = int(info[-1]["standalone_macs"])
+    if budget_macs is not None:
+        budget = _check_number("budget_macs", budget_macs)
+        if budget < exit_macs[0]:
+            raise ValueError(
+                "`budget_macs` is below the cheapest possible cascade: every image "
+                f"answering at the first exit ({info[0]['name']}) costs "
+                f"{exit_macs[0]:g} MACs, the minimum budget. "
+                f"Received: budget_macs={budget:g}"
+            )
+    start = time.perf_counter()
+    probs, labels = inference.collect_probs(model, val_data, batch_size=batch_size)
+    predict_seconds = time.perf_counter() - start
+    if labels is None:
+        raise ValueError(
+            "`val_data` has no labels: pass (images, labels) or a dataset of "
+            "(image, label) pairs."
+        )
+    result = search_thresholds_from_probs(
+        probs,
+        labels,
+        exit_macs,
+        full_macs,
+        max_accuracy_drop=max_accuracy_drop,
+        budget_macs=budget_macs,
+        measure=measure,
+        fallback=fallback,
+        seed=seed,
+        population=population,
+        generations=generations,
+    )
+    result.metrics["single_exits_standalone"] = [
+        (float(np.mean(np.argmax(p, axis=1) == labels)), float(i["standalone_macs"]))
+        for p, i in zip(probs, info)
+    ]
+    result.metrics["exit_names"] = [i["name"] for i in info]
+    result.metrics["predict_seconds"] = predict_seconds
+    return result

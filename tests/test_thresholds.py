@@ -483,3 +483,73 @@ def _search(**kwargs):
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+# --- model-level search (runs the trained SCAN model on real validation images) ---
+
+
+@pytest.mark.slow
+def test_search_thresholds_on_trained_model(trained, fm_small):
+    import keras_scan
+    from keras_scan import inference
+
+    model = trained[0]
+    val = fm_small["val"]
+    kwargs = {"population": 40, "generations": 25, "seed": 1}
+    th = keras_scan.search_thresholds(model, val, max_accuracy_drop=0.5, **kwargs)
+    m = th.metrics
+    info = model.exit_info
+    # Costs come from exit_info; the speedup baseline is the plain backbone.
+    assert m["exit_macs"] == [i["macs"] for i in info]
+    assert m["full_macs"] == info[-1]["standalone_macs"]
+    assert m["num_samples"] == len(val[1])
+    assert [a for a, _ in m["single_exits_standalone"]] == [
+        a for a, _ in m["single_exits"]
+    ]
+    assert [c for _, c in m["single_exits_standalone"]] == [
+        i["standalone_macs"] for i in info
+    ]
+    # The figures are those of the model's own validation outputs.
+    probs, labels = inference.collect_probs(model, val)
+    r = thresholds.evaluate_thresholds(
+        probs, labels, th, m["exit_macs"], m["full_macs"]
+    )
+    assert (r["accuracy"], r["mean_macs"]) == (m["accuracy"], m["mean_macs"])
+    # The front dominates or equals every single global threshold.
+    conf = np.concatenate([thresholds.confidence(p) for p in probs[:-1]])
+    points = []
+    for t in np.r_[0.0, np.quantile(conf, np.linspace(0, 1, 201)), 1.0]:
+        g = thresholds.evaluate_thresholds(probs, labels, [t] * 3, m["exit_macs"])
+        points.append((g["accuracy"], g["mean_macs"]))
+    assert_front_dominates(m["front"], points)
+    assert m["constraint_met"]
+    assert m["accuracy"] >= m["final_exit_accuracy"] - 0.005 - 1e-12
+    assert m["mean_macs"] <= m["global_threshold"]["mean_macs"]
+    assert m["speedup"] > 1.0
+    # Seeded: the same call gives the same thresholds and front.
+    again = keras_scan.search_thresholds(model, val, max_accuracy_drop=0.5, **kwargs)
+    assert again.values == th.values and again.metrics["front"] == m["front"]
+    # A budget between the first and second exit's cost is respected.
+    budget = (info[0]["macs"] + info[1]["macs"]) / 2
+    b = keras_scan.search_thresholds(model, val, budget_macs=budget, **kwargs)
+    assert b.metrics["mean_macs"] <= budget and b.metrics["constraint_met"]
+
+
+def test_search_thresholds_bad_input(trained, fm_small):
+    import keras_scan
+
+    model = trained[0]
+    x, y = fm_small["val"]
+    first = model.exit_info[0]["macs"]
+    with pytest.raises(ValueError, match=rf"budget_macs.*{first:g}.*minimum"):
+        keras_scan.search_thresholds(model, (x, y), budget_macs=first - 1)
+    with pytest.raises(ValueError, match="max_accuracy_drop=-0.1"):
+        keras_scan.search_thresholds(model, (x, y), max_accuracy_drop=-0.1)
+    with pytest.raises(ValueError, match="no samples"):
+        keras_scan.search_thresholds(model, (x[:0], y[:0]))
+    with pytest.raises(ValueError, match="no labels"):
+        keras_scan.search_thresholds(model, x[:16])
+    with pytest.raises(ValueError, match="ScanModel"):
+        keras_scan.search_thresholds(object(), (x, y))
+    with pytest.raises(ValueError, match="measure='top1'"):
+        keras_scan.search_thresholds(model, (x, y), measure="top1")

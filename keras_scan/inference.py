@@ -1,0 +1,669 @@
+"""Scalable inference: a SCAN model that really stops computing for easy images.
+
+`ScalableInference` runs a `ScanModel`'s stage sub-models (`model.stage_models()`)
+one after the other on a batch. After each shallow exit it applies the threshold
+rule of `keras_scan.thresholds` (`should_exit`), keeps the answers of the
+confident rows and gathers only the still-undecided rows into the next stage, so
+later stages run on fewer rows and the skipped work is never done. Its answers
+equal `keras_scan.thresholds.simulate_cascade` over every exit's probabilities.
+
+`collect_probs` runs the whole model once over a data set and returns every exit's
+softmax probabilities (what the threshold search caches), and `evaluate_scalable`
+reports test accuracy, mean MACs, the MAC speedup vs the plain backbone, the share
+of images answered by each exit and the measured wall-time speedup.
+
+Stage calls are compiled once per stage: on the TensorFlow backend each stage is a
+`tf.function` with a batch dimension of `None` (one trace per stage, any number of
+gathered rows, no retracing); on other backends `predict_on_batch` with the rows
+padded to the next power of two (one compilation per bucket).
+
+Reference: Zhang et al., "SCAN: A Scalable Neural Networks Framework Towards
+Compact and Efficient Models", NeurIPS 2019 (arXiv 1906.03951), section 3.3.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+import time
+import weakref
+
+import numpy as np
+
+from keras_scan import thresholds as thresholds_lib
+
+DEFAULT_BATCH_SIZE = 256
+
+
+# ---------------------------------------------------------------------------
+# Checks and small helpers
+# ---------------------------------------------------------------------------
+
+
+def _check_model(model, arg="model"):
+    needed = ("exit_names", "stage_models", "exit_info", "exit_model")
+    if not all(hasattr(model, a) for a in needed):
+        raise ValueError(
+            f"`{arg}` must be a keras_scan.ScanModel (from `keras_scan.build`). "
+            f"Received: {arg} of type {type(model).__name__}"
+        )
+    return model
+
+
+def _check_batch_size(batch_size, allow_none=False):
+    if batch_size is None and allow_none:
+        return DEFAULT_BATCH_SIZE
+    if (
+        isinstance(batch_size, bool)
+        or not isinstance(batch_size, numbers.Integral)
+        or batch_size < 1
+    ):
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+        )
+    return int(batch_size)
+
+
+def softmax(logits):
+    """Row-wise softmax in float32 (the one used by the search and the engine)."""
+    z = np.asarray(logits, dtype=np.float32)
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return np.ascontiguousarray(e / e.sum(axis=-1, keepdims=True))
+
+
+def _resolve_thresholds(thresholds, k, measure, fallback):
+    """(values (K,), measure, fallback) from a `Thresholds`, a sequence or a path."""
+    if isinstance(thresholds, (str, os.PathLike)):
+        path = os.fspath(thresholds)
+        if not os.path.isfile(path):
+            raise FileNotFoundError(
+                "`thresholds` must be a Thresholds, K floats or the path of a "
+                f"thresholds.json file. Received: thresholds={path!r} (no such file)"
+            )
+        thresholds = thresholds_lib.Thresholds.load(path)
+    if thresholds is None:
+        raise ValueError(
+            "`thresholds` is required: a keras_scan Thresholds (from "
+            "`keras_scan.search_thresholds`), K floats in [0, 1] or a "
+            "thresholds.json path. Received: thresholds=None"
+        )
+    measure, fallback = thresholds_lib._resolve_rule(thresholds, measure, fallback)
+    values = (
+        thresholds.values
+        if isinstance(thresholds, thresholds_lib.Thresholds)
+        else thresholds
+    )
+    if isinstance(values, (str, bytes)):
+        raise ValueError(
+            f"`thresholds` must be {k} numbers in [0, 1]. Received: thresholds={values!r}"
+        )
+    try:
+        n = len(values)
+    except TypeError:
+        raise ValueError(
+            f"`thresholds` must be {k} numbers in [0, 1] (one per shallow exit). "
+            f"Received: thresholds={values!r}"
+        ) from None
+    if n != k:
+        raise ValueError(
+            f"`thresholds` must hold one value per shallow exit of the model (K={k}); "
+            f"got {n}. Received: thresholds={list(values)!r}"
+        )
+    return thresholds_lib._as_thresholds(values, k), measure, fallback
+
+
+# ---------------------------------------------------------------------------
+# Compiled sub-model calls
+# ---------------------------------------------------------------------------
+
+
+def _to_numpy(x):
+    return np.asarray(x)
+
+
+class _Runner:
+    """Calls a Keras model on any number of rows with a compiled function.
+
+    TensorFlow backend: a `tf.function` whose input signature has a `None`
+    batch dimension (traced once). Other backends: `predict_on_batch` on rows
+    padded to the next power of two, so a jitted backend compiles once per
+    bucket rather than once per distinct row count.
+    """
+
+    def __init__(self, model):
+        import keras
+
+        self.model = weakref.proxy(model)
+        self.backend = keras.backend.backend()
+        self._fn = None
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            spec = model.inputs[0]
+            signature = [tf.TensorSpec((None, *spec.shape[1:]), dtype=spec.dtype)]
+            # A weak reference: the cache below must not keep the model alive.
+            ref = weakref.ref(model)
+
+            def call(x):
+                return ref()(x, training=False)
+
+            self._fn = tf.function(call, input_signature=signature, autograph=False)
+        self.dtype = np.dtype(model.inputs[0].dtype)
+
+    def __call__(self, x):
+        """Returns the model's outputs as numpy arrays (same structure)."""
+        import keras
+
+        x = np.ascontiguousarray(x, dtype=self.dtype)
+        if self._fn is not None:
+            return keras.tree.map_structure(_to_numpy, self._fn(x))
+        n = x.shape[0]
+        bucket = 1 << max(0, n - 1).bit_length()
+        if bucket != n:
+            pad = np.zeros((bucket - n, *x.shape[1:]), dtype=x.dtype)
+            x = np.concatenate([x, pad])
+        out = self.model.predict_on_batch(x)
+        return keras.tree.map_structure(lambda a: np.asarray(a)[:n], out)
+
+
+# Compiled callables per model (traced once, reused by every engine and search).
+_RUNNERS = weakref.WeakKeyDictionary()
+
+
+def _runner(model):
+    """The cached `_Runner` of `model`."""
+    runner = _RUNNERS.get(model)
+    if runner is None:
+        runner = _RUNNERS[model] = _Runner(model)
+    return runner
+
+
+def _plain_model(model):
+    """The final exit alone (plain backbone + classifier), cached per model."""
+    plain = _PLAIN.get(model)
+    if plain is None:
+        plain = _PLAIN[model] = model.exit_model("final")
+    return plain
+
+
+_PLAIN = weakref.WeakKeyDictionary()
+
+
+# ---------------------------------------------------------------------------
+# Iterating over data
+# ---------------------------------------------------------------------------
+
+
+def _is_tf_dataset(data):
+    return type(data).__module__.startswith("tensorflow") and hasattr(
+        data, "element_spec"
+    )
+
+
+def _is_py_dataset(data):
+    try:
+        import keras
+    except ImportError:  # pragma: no cover
+        return False
+    return isinstance(data, keras.utils.PyDataset)
+
+
+def _split_element(element, where):
+    """(x, y or None) from a batch `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`."""
+    if isinstance(element, dict):
+        raise ValueError(
+            f"{where} must yield images or (images, labels) tuples, not dicts. "
+            f"Received keys: {sorted(element)}"
+        )
+    if isinstance(element, (tuple, list)):
+        if not 1 <= len(element) <= 3:
+            raise ValueError(
+                f"{where} must yield (images, labels) pairs. Received: a "
+                f"{type(element).__name__} of length {len(element)}"
+            )
+        x = element[0]
+        y = element[1] if len(element) > 1 else None
+        return np.asarray(x), None if y is None else np.asarray(y)
+    return np.asarray(element), None
+
+
+def _iter_batches(data, y, batch_size, arg="data"):
+    """Yields `(images, labels or None)` numpy batches of `data`.
+
+    `data` may be an image array (with `y` or without), an `(x, y)` tuple, a
+    `tf.data.Dataset` (batched or not) or a `keras.utils.PyDataset`.
+    """
+    if _is_tf_dataset(data):
+        if y is not None:
+            raise ValueError(
+                f"`y` must be None when `{arg}` is a tf.data.Dataset (it yields the "
+                "labels). Received: y of type " + type(y).__name__
+            )
+        spec = data.element_spec
+        image_spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+        rank = getattr(getattr(image_spec, "shape", None), "rank", None)
+        if rank == 3:
+            data = data.batch(batch_size)
+        elif rank != 4:
+            raise ValueError(
+                f"`{arg}` must be a tf.data.Dataset of images of rank 3 (unbatched) "
+                f"or 4 (batched), or of (image, label) pairs. Received: "
+                f"element_spec={spec}"
+            )
+        for element in data.as_numpy_iterator():
+            yield _split_element(element, f"`{arg}`")
+        return
+    if _is_py_dataset(data):
+        if y is not None:
+            raise ValueError(
+                f"`y` must be None when `{arg}` is a PyDataset (it yields the "
+                "labels). Received: y of type " + type(y).__name__
+            )
+        for i in range(len(data)):
+            yield _split_element(data[i], f"`{arg}`")
+        return
+    if isinstance(data, (tuple, list)):
+        if y is not None or len(data) not in (1, 2, 3):
+            raise ValueError(
+                f"`{arg}` must be images with `y`, or an (images, labels) tuple "
+                f"without `y`. Received: a {type(data).__name__} of length "
+                f"{len(data)} and y={'None' if y is None else 'given'}"
+            )
+        x, y = data[0], (data[1] if len(data) > 1 else None)
+    else:
+        x = data
+    try:
+        x = np.asarray(x)
+    except (TypeError, ValueError):
+        x = None
+    if x is None or x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
+        raise ValueError(
+            f"`{arg}` must be images of shape (N, H, W, C), an (images, labels) "
+            "tuple, a tf.data.Dataset or a keras.utils.PyDataset. Received: "
+            + (
+                f"an array of shape {x.shape} and dtype {x.dtype}"
+                if x is not None
+                else f"{type(data).__name__}"
+            )
+        )
+    if y is not None:
+        y = np.asarray(y)
+        if y.shape[:1] != x.shape[:1]:
+            raise ValueError(
+                f"`y` must hold one label per image ({x.shape[0]}). Received: "
+                f"y of shape {y.shape}"
+            )
+    for start in range(0, x.shape[0], batch_size):
+        stop = start + batch_size
+        yield x[start:stop], None if y is None else y[start:stop]
+
+
+def _sparse_labels(labels, num_classes):
+    y = np.asarray(labels)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    elif y.ndim == 2 and y.shape[1] == num_classes:
+        y = np.argmax(y, axis=1)
+    if y.ndim != 1:
+        raise ValueError(
+            "Labels must be class indices of shape (N,) or one-hot of shape "
+            f"(N, {num_classes}). Received: labels of shape {y.shape}"
+        )
+    return y.astype(np.int64)
+
+
+def _check_images(x, model, where):
+    want = tuple(model.inputs[0].shape[1:])
+    got = tuple(x.shape[1:])
+    if x.ndim != 4 or any(w is not None and w != g for w, g in zip(want, got)):
+        raise ValueError(
+            f"{where} must be images of shape (N, {', '.join(map(str, want))}) to "
+            f"match the model's input. Received: shape {x.shape}"
+        )
+
+
+def _gather(data, y, batch_size, model, arg, labels_needed):
+    """Concatenates nothing; yields checked batches and their labels."""
+    any_batch = False
+    for xb, yb in _iter_batches(data, y, batch_size, arg):
+        if xb.shape[0] == 0:
+            continue
+        _check_images(xb, model, f"`{arg}`")
+        if labels_needed and yb is None:
+            raise ValueError(
+                f"`{arg}` has no labels: pass (images, labels), `y=labels`, or a "
+                "dataset that yields (image, label) pairs."
+            )
+        any_batch = True
+        yield xb, (None if yb is None else _sparse_labels(yb, _num_classes(model)))
+    if not any_batch:
+        raise ValueError(
+            f"`{arg}` holds no samples (the data is empty); it must hold at least "
+            "one image."
+        )
+
+
+def _num_classes(model):
+    return int(model.num_classes)
+
+
+# ---------------------------------------------------------------------------
+# Public functions
+# ---------------------------------------------------------------------------
+
+
+def collect_probs(model, data, y=None, batch_size=DEFAULT_BATCH_SIZE):
+    """Runs the whole model once over `data`; every exit's softmax probabilities.
+
+    This is what the threshold search caches: one forward pass of the multi-exit
+    model (no early exit), the logits of each exit turned into probabilities.
+
+    Args:
+        model: `keras_scan.ScanModel`.
+        data: images of shape (N, H, W, C) (labels in `y`, or none), an
+            `(images, labels)` tuple, a `tf.data.Dataset` (batched or not) of
+            images or `(image, label)` pairs, or a `keras.utils.PyDataset`.
+        y: labels for image-array `data`, or None. Defaults to None.
+        batch_size: int. Rows per model call for array data and unbatched
+            datasets. Defaults to 256.
+
+    Returns:
+        `(probs, labels)`: `probs` a list of K+1 float32 arrays of shape (N, C)
+        (`model.exit_names` order, the final exit last); `labels` an int64 array
+        of shape (N,), or None when the data has no labels.
+
+    Example:
+    ```python
+    probs, labels = keras_scan.inference.collect_probs(model, (x_val, y_val))
+    th = keras_scan.thresholds.search_thresholds_from_probs(
+        probs, labels, [i["macs"] for i in model.exit_info])
+    ```
+    """
+    _check_model(model)
+    batch_size = _check_batch_size(batch_size)
+    runner = _runner(model)
+    names = list(model.exit_names)
+    chunks = [[] for _ in names]
+    labels = []
+    has_labels = None
+    for xb, yb in _gather(data, y, batch_size, model, "data", labels_needed=False):
+        if has_labels is None:
+            has_labels = yb is not None
+        elif has_labels != (yb is not None):
+            raise ValueError("`data` yields batches with and without labels.")
+        out = runner(xb)
+        for chunk, name in zip(chunks, names):
+            chunk.append(softmax(out[name]))
+        if yb is not None:
+            labels.append(yb)
+    probs = [np.concatenate(c) for c in chunks]
+    return probs, (np.concatenate(labels) if has_labels else None)
+
+
+class ScalableInference:
+    """Threshold-controlled early exit that skips the computation it saves.
+
+    The model's stages (`model.stage_models()`) run one after the other on a
+    batch. After shallow exit `i` the rows whose confidence passes
+    `thresholds[i]` (`keras_scan.thresholds.should_exit`: threshold < 1 and
+    confidence >= threshold) are answered by that exit; only the remaining rows
+    are gathered and passed to stage `i + 1`. Rows no exit accepts are answered
+    by the final exit (or the ensemble of all exits). The result equals
+    `keras_scan.thresholds.simulate_cascade` over all exits' probabilities.
+
+    Args:
+        model: `keras_scan.ScanModel`.
+        thresholds: a `keras_scan.thresholds.Thresholds` (its measure and
+            fallback are used), K floats in [0, 1] (one per shallow exit, 1.0
+            disables an exit) or the path of a thresholds.json file.
+        measure: str or None. Confidence measure (`"max_prob"`, `"margin"`,
+            `"entropy"`) when `thresholds` is a plain list. Defaults to the
+            `Thresholds`' measure, else `"max_prob"`.
+        fallback: str or None. `"final"` or `"ensemble"`. Defaults to the
+            `Thresholds`' fallback, else `"final"`.
+
+    Attributes:
+        last_report: dict about the last `predict` call: `num_images`,
+            `exit_counts`, `exit_shares`, `stage_rows` (rows each stage really
+            ran on), `mean_macs` (from `model.exit_info`), `full_macs` (the
+            plain backbone), `mac_speedup`, `wall_time_s`, `images_per_s`.
+
+    Example:
+    ```python
+    th = keras_scan.search_thresholds(model, (x_val, y_val), max_accuracy_drop=0.5)
+    engine = keras_scan.ScalableInference(model, th)
+    preds, exit_index = engine.predict(x_test)
+    engine.last_report["mac_speedup"]
+    ```
+    """
+
+    def __init__(self, model, thresholds, measure=None, fallback=None):
+        _check_model(model)
+        self.model = model
+        self.num_exits = len(model.exit_names)
+        k = self.num_exits - 1
+        values, self.measure, self.fallback = _resolve_thresholds(
+            thresholds, k, measure, fallback
+        )
+        self.thresholds = [float(v) for v in values]
+        info = model.exit_info
+        self.exit_macs = [int(i["macs"]) for i in info]
+        self.full_macs = int(info[-1]["standalone_macs"])
+        self._runners = [_runner(stage) for stage in model.stage_models()]
+        self.last_report = None
+
+    def predict(self, images, batch_size=None, return_probabilities=False):
+        """Classifies images, each at the first exit confident enough.
+
+        Args:
+            images: array of shape (N, H, W, C) (the model's input size).
+            batch_size: int or None. Images per cascade run (rows are gathered
+                within a batch). Defaults to 256.
+            return_probabilities: bool. Also return the probabilities of the
+                answering exit (the ensemble mean for rows answered by the
+                ensemble fallback). Defaults to `False`.
+
+        Returns:
+            `(predictions, exit_index)`: int64 arrays of shape (N,), exit index
+            in `0..K` (K = the final exit); with `return_probabilities`, a third
+            float32 array of shape (N, C).
+        """
+        batch_size = _check_batch_size(batch_size, allow_none=True)
+        x = np.asarray(images)
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise ValueError(
+                "`images` must be a non-empty array of shape (N, H, W, C). "
+                f"Received: shape {x.shape}"
+            )
+        _check_images(x, self.model, "`images`")
+        state = self._new_state()
+        parts = []
+        start = time.perf_counter()
+        for s in range(0, x.shape[0], batch_size):
+            parts.append(self._predict_batch(x[s : s + batch_size], state))
+        state["wall_time_s"] = time.perf_counter() - start
+        self.last_report = self._report(state)
+        preds, exits, probs = (np.concatenate(p) for p in zip(*parts))
+        if return_probabilities:
+            return preds, exits, probs
+        return preds, exits
+
+    # -------------------------------------------------------------- internals
+    def _new_state(self):
+        return {
+            "num_images": 0,
+            "exit_counts": np.zeros(self.num_exits, dtype=np.int64),
+            "stage_rows": np.zeros(self.num_exits, dtype=np.int64),
+            "wall_time_s": 0.0,
+        }
+
+    def _predict_batch(self, xb, state):
+        n = xb.shape[0]
+        k = self.num_exits - 1
+        c = _num_classes(self.model)
+        preds = np.empty(n, dtype=np.int64)
+        exits = np.empty(n, dtype=np.int64)
+        probs = np.empty((n, c), dtype=np.float32)
+        rows = np.arange(n)
+        h = xb
+        ensemble = self.fallback == "ensemble"
+        # Running sum of probabilities for the ensemble fallback, summed in exit
+        # order in float64 exactly as `simulate_cascade` does.
+        total = np.zeros((n, c), dtype=np.float64) if ensemble else None
+        for i in range(k):
+            if rows.size == 0:
+                break
+            state["stage_rows"][i] += rows.size
+            features, logits = self._runners[i](h)
+            p = softmax(logits)
+            if ensemble:
+                total += p
+            take = thresholds_lib.should_exit(p, self.thresholds[i], self.measure)
+            answered = rows[take]
+            preds[answered] = np.argmax(p[take], axis=1)
+            exits[answered] = i
+            probs[answered] = p[take]
+            if take.any():
+                keep = ~take
+                rows, h = rows[keep], features[keep]
+                if ensemble:
+                    total = total[keep]
+            else:
+                h = features
+        if rows.size:
+            state["stage_rows"][k] += rows.size
+            p = softmax(self._runners[k](h))
+            if ensemble:
+                total += p
+                p = total / self.num_exits
+            preds[rows] = np.argmax(p, axis=1)
+            exits[rows] = k
+            probs[rows] = p
+        state["num_images"] += n
+        state["exit_counts"] += np.bincount(exits, minlength=self.num_exits)
+        return preds, exits, probs
+
+    def _report(self, state):
+        n = state["num_images"]
+        counts = state["exit_counts"]
+        mean_macs = float(np.dot(counts, self.exit_macs)) / n
+        wall = state["wall_time_s"]
+        return {
+            "num_images": int(n),
+            "thresholds": list(self.thresholds),
+            "measure": self.measure,
+            "fallback": self.fallback,
+            "exit_counts": [int(v) for v in counts],
+            "exit_shares": [int(v) / n for v in counts],
+            "stage_rows": [int(v) for v in state["stage_rows"]],
+            "mean_macs": mean_macs,
+            "full_macs": self.full_macs,
+            "mac_speedup": self.full_macs / mean_macs if mean_macs > 0 else None,
+            "wall_time_s": wall,
+            "images_per_s": n / wall if wall > 0 else None,
+        }
+
+
+def evaluate_scalable(
+    model,
+    x_or_dataset,
+    y=None,
+    thresholds=None,
+    *,
+    batch_size=DEFAULT_BATCH_SIZE,
+    measure=None,
+    fallback=None,
+):
+    """Test-set figures of threshold-controlled early exit, measured for real.
+
+    Runs `ScalableInference` and, on the same batches in the same run, the plain
+    backbone (the final exit alone, `model.exit_model("final")`, compiled the
+    same way), both warmed up first, timing each batch.
+
+    Args:
+        model: `keras_scan.ScanModel`.
+        x_or_dataset: images (with `y`), an `(images, labels)` tuple, a
+            `tf.data.Dataset` (batched or not) of `(image, label)` or a
+            `keras.utils.PyDataset`.
+        y: labels when `x_or_dataset` is an image array. Defaults to None.
+        thresholds: a `Thresholds`, K floats in [0, 1], or a thresholds.json
+            path. Required.
+        batch_size: int. Images per batch for arrays and unbatched datasets.
+            Defaults to 256.
+        measure, fallback: see `ScalableInference`.
+
+    Returns:
+        dict with `accuracy` (scalable), `full_accuracy` (the final exit alone),
+        `accuracy_drop` (percentage points), `mean_macs`, `full_macs` (plain
+        backbone), `mac_speedup`, `exit_shares`, `exit_counts`, `exit_accuracy`,
+        `stage_rows`, `wall_time_s`, `full_wall_time_s`, `wall_speedup`
+        (`full_wall_time_s / wall_time_s`), `cpu_time_s`, `full_cpu_time_s`,
+        `cpu_speedup` (process CPU time, steadier than wall time on a busy
+        machine), `num_samples`, `batch_size`, `thresholds`, `measure`,
+        `fallback`, `backend`.
+
+    Example:
+    ```python
+    th = keras_scan.thresholds.Thresholds.load("runs/fm18/thresholds.json")
+    report = keras_scan.inference.evaluate_scalable(model, x_test, y_test, th)
+    print(report["accuracy"], report["mac_speedup"], report["wall_speedup"])
+    ```
+    """
+    import keras
+
+    _check_model(model)
+    batch_size = _check_batch_size(batch_size)
+    engine = ScalableInference(model, thresholds, measure=measure, fallback=fallback)
+    plain = _runner(_plain_model(model))
+    state = engine._new_state()
+    k = engine.num_exits - 1
+    correct = 0
+    full_correct = 0
+    correct_at = np.zeros(k + 1, dtype=np.int64)
+    full_time = cpu_time = full_cpu_time = 0.0
+    warm = False
+    for xb, yb in _gather(
+        x_or_dataset, y, batch_size, model, "x_or_dataset", labels_needed=True
+    ):
+        if not warm:  # trace / compile both before timing anything
+            engine._predict_batch(xb, engine._new_state())
+            plain(xb)
+            warm = True
+        c0, t0 = time.process_time(), time.perf_counter()
+        preds, exits, _ = engine._predict_batch(xb, state)
+        c1, t1 = time.process_time(), time.perf_counter()
+        full_preds = np.argmax(plain(xb), axis=1)
+        c2, t2 = time.process_time(), time.perf_counter()
+        state["wall_time_s"] += t1 - t0
+        full_time += t2 - t1
+        cpu_time += c1 - c0
+        full_cpu_time += c2 - c1
+        ok = preds == yb
+        correct += int(ok.sum())
+        full_correct += int((full_preds == yb).sum())
+        correct_at += np.bincount(exits, weights=ok, minlength=k + 1).astype(np.int64)
+    report = engine._report(state)
+    n = report["num_images"]
+    counts = report["exit_counts"]
+    report.update(
+        {
+            "accuracy": correct / n,
+            "full_accuracy": full_correct / n,
+            "accuracy_drop": 100.0 * (full_correct - correct) / n,
+            "exit_accuracy": [
+                int(a) / m if m else None for a, m in zip(correct_at, counts)
+            ],
+            "full_wall_time_s": full_time,
+            "wall_speedup": full_time / report["wall_time_s"]
+            if report["wall_time_s"] > 0
+            else None,
+            "cpu_time_s": cpu_time,
+            "full_cpu_time_s": full_cpu_time,
+            "cpu_speedup": full_cpu_time / cpu_time if cpu_time > 0 else None,
+            "num_samples": n,
+            "batch_size": batch_size,
+            "backend": keras.backend.backend(),
+        }
+    )
+    return report
