@@ -536,6 +536,10 @@ def _export_into(
     from keras_scan import runs
 
     runs.write_json(folder / MANIFEST, manifest)
+    # Temporary files and folders are private (0600/0700); an export is not.
+    for path in folder.iterdir():
+        path.chmod(0o644)
+    folder.chmod(0o755)
     return json.loads((folder / MANIFEST).read_text())
 
 

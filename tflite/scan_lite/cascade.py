@@ -70,18 +70,66 @@ class Result:
 
 
 class _Signature:
-    """One signature of a .tflite file, fed and read with raw tensor values."""
+    """One signature of a .tflite file, fed and read with raw tensor values.
 
-    def __init__(self, interpreter, key, description):
+    Tensor descriptions come from the interpreter (the file is the truth) and
+    must agree with the manifest's.
+    """
+
+    def __init__(self, interpreter, key, description, file_name):
         self.key = key
         self.runner = interpreter.get_signature_runner(key)
-        self.inputs = description["inputs"]
-        self.outputs = description["outputs"]
+        self.inputs = _describe(self.runner.get_input_details())
+        self.outputs = _describe(self.runner.get_output_details())
+        for side, actual in (("inputs", self.inputs), ("outputs", self.outputs)):
+            _check_tensors(file_name, key, side, actual, description[side])
+        if len(self.inputs) != 1:
+            raise manifest_lib.ManifestError(
+                f"{file_name} signature {key} must have one input. Received: "
+                f"{sorted(self.inputs)}"
+            )
         (self.input_name,) = self.inputs
         self.input = self.inputs[self.input_name]
 
     def __call__(self, value):
         return self.runner(**{self.input_name: value})
+
+
+def _describe(details):
+    out = {}
+    for name, d in details.items():
+        scale, zero_point = d["quantization"]
+        out[name] = {
+            "name": name,
+            "shape": [int(v) for v in d["shape"]],
+            "dtype": np.dtype(d["dtype"]).name,
+            "scale": float(scale),
+            "zero_point": int(zero_point),
+        }
+    return out
+
+
+def _check_tensors(file_name, key, side, actual, recorded):
+    problem = None
+    if sorted(actual) != sorted(recorded):
+        problem = f"tensors {sorted(actual)} vs manifest {sorted(recorded)}"
+    else:
+        for name, a in actual.items():
+            r = recorded[name]
+            same_scale = math.isclose(a["scale"], float(r["scale"]), rel_tol=1e-6)
+            if (
+                a["dtype"] != r["dtype"]
+                or a["shape"] != list(r["shape"])
+                or not same_scale
+                or a["zero_point"] != r["zero_point"]
+            ):
+                problem = f"{name}: file {a} vs manifest {r}"
+                break
+    if problem:
+        raise manifest_lib.ManifestError(
+            f"{file_name} signature {key} {side} disagree with the manifest: "
+            f"{problem}. Re-export the folder."
+        )
 
 
 class Cascade:
@@ -152,14 +200,18 @@ class Cascade:
             for entry in sorted(spec["stages"], key=lambda e: e["index"]):
                 interpreter = self._open(entry["file"])
                 ((key, description),) = entry["signatures"].items()
-                self.stages.append(_Signature(interpreter, key, description))
+                self.stages.append(
+                    _Signature(interpreter, key, description, entry["file"])
+                )
         else:
             entry = spec["cascade"]
             interpreter = self._open(entry["file"])
             for i in range(self.num_exits):
                 key = f"stage_{i}"
                 self.stages.append(
-                    _Signature(interpreter, key, entry["signatures"][key])
+                    _Signature(
+                        interpreter, key, entry["signatures"][key], entry["file"]
+                    )
                 )
         self._check_stages()
         # Stage links whose quantization differs (the runtime requantizes there).
@@ -192,6 +244,13 @@ class Cascade:
                     f"stage_{i} must output {sorted(need)}. Received: "
                     f"{sorted(stage.outputs)}"
                 )
+            if i > 0:
+                produced = self.stages[i - 1].outputs["features"]["shape"]
+                if produced != stage.input["shape"]:
+                    raise manifest_lib.ManifestError(
+                        f"stage_{i - 1} outputs features of shape {produced} but "
+                        f"stage_{i} takes {stage.input['shape']}."
+                    )
 
     # ------------------------------------------------------------- inputs
     def prepare(self, image, fit=False):
@@ -314,7 +373,11 @@ class Cascade:
             models = []
             for entry in sorted(spec["exits"], key=lambda e: e["index"]):
                 ((key, description),) = entry["signatures"].items()
-                models.append(_Signature(self._open(entry["file"]), key, description))
+                models.append(
+                    _Signature(
+                        self._open(entry["file"]), key, description, entry["file"]
+                    )
+                )
             self._exit_models = models
         if isinstance(index, bool) or not isinstance(index, int):
             raise ValueError(f"`index` must be an int. Received: index={index!r}")
