@@ -98,11 +98,16 @@ def run(args):
         dataset=args.dataset or config["dataset"], split=args.split, model=model_file
     )
     if thresholds is not None:
-        result["scalable"] = _scalable(model, split, thresholds, cli)
+        result["scalable"] = _scalable(model, split, thresholds, cli, batch_size)
     runs.write_json(run_dir / runs.EVAL, result)
     print(training.format_table(result))
     if "scalable" in result:
-        print(f"scalable (thresholds.json): {result['scalable']}")
+        s = result["scalable"]
+        print(
+            f"scalable (thresholds.json): accuracy {s['accuracy']:.4f} "
+            f"(final exit alone {s['full_accuracy']:.4f}), MAC speedup "
+            f"{s['mac_speedup']:.2f}x, wall-clock speedup {s['wall_speedup']:.2f}x"
+        )
     print(f"wrote {run_dir / runs.EVAL}")
     return 0
 
@@ -119,7 +124,7 @@ def _load_thresholds(run_dir, cli):
     return Thresholds.load(path)
 
 
-def _scalable(model, split, thresholds, cli):
+def _scalable(model, split, thresholds, cli, batch_size):
     try:
         from keras_scan import inference
     except ModuleNotFoundError as e:
@@ -132,4 +137,4 @@ def _scalable(model, split, thresholds, cli):
         x, y = split
     else:
         x, y = split, None
-    return inference.evaluate_scalable(model, x, y, thresholds)
+    return inference.evaluate_scalable(model, x, y, thresholds, batch_size=batch_size)

@@ -1,0 +1,287 @@
+"""keras_scan.training: the recipe, resumable run folders, per-exit evaluation;
+keras_scan.backbones.registry: backbones by name with built-in preprocessing."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+from helpers import small_backbone
+
+import keras_scan
+from keras_scan import runs, training
+from keras_scan.backbones import registry
+
+# A run small enough for 2 CPU cores: width-8 CIFAR ResNet18 on 480 images.
+TINY = dict(backbone="cifar_resnet18", width=8, limit=600, batch_size=64)
+
+
+# ---------------------------------------------------------------- recipe
+
+
+def test_recipe_defaults_are_the_papers():
+    c = training.resolve_config()
+    assert (c["lr"], c["momentum"], c["weight_decay"]) == (0.1, 0.9, 5e-4)
+    assert (c["batch_size"], c["epochs"], c["schedule"]) == (128, 200, "step")
+    assert c["milestones"] == [0.375, 0.65, 0.9] and c["gamma"] == 0.1
+    assert c["augment"] and c["width"] == 64  # CIFAR ResNet default width
+
+    # lr 0.1 at batch 128, scaled linearly; /10 at 37.5%, 65%, 90% of the steps.
+    c = training.resolve_config({"batch_size": 256, "epochs": 40})
+    schedule = training.learning_rate_schedule(c, steps_per_epoch=10)
+    lr = [float(schedule(step)) for step in (0, 149, 151, 259, 261, 359, 361, 399)]
+    np.testing.assert_allclose(
+        lr, [0.2, 0.2, 0.02, 0.02, 0.002, 0.002, 0.0002, 0.0002], rtol=1e-6
+    )
+    cosine = training.learning_rate_schedule(dict(c, schedule="cosine"), 10)
+    assert float(cosine(0)) == pytest.approx(0.2) and float(cosine(400)) < 1e-6
+
+
+def test_weight_decay_matches_coupled_l2_of_the_paper():
+    """Keras' decoupled decay, scaled by 1 / (1 - momentum), tracks PyTorch's
+    coupled L2 (decay added to the gradient, through the momentum)."""
+    c = training.resolve_config({"schedule": "constant"})
+    lr, wd, m = c["lr"], c["weight_decay"], c["momentum"]
+    steps = 2000
+
+    # PyTorch SGD(weight_decay=wd, momentum=m) on a zero loss: pure decay.
+    w, v = 1.0, 0.0
+    for _ in range(steps):
+        v = m * v + wd * w
+        w -= lr * v
+
+    optimizer = training.make_optimizer(c, steps_per_epoch=1)
+    variable = keras.Variable(np.ones((1,), "float32"))
+    optimizer.build([variable])
+    for _ in range(steps):
+        optimizer.apply([keras.ops.zeros((1,))], [variable])
+    keras_w = float(keras.ops.convert_to_numpy(variable)[0])
+
+    assert w == pytest.approx(np.exp(-steps * lr * wd / (1 - m)), rel=0.02)
+    assert keras_w == pytest.approx(w, rel=0.01)
+    # Keras' weight_decay=wd taken literally would decay 10x too little.
+    assert np.exp(-steps * lr * wd) > 2 * w
+
+
+def test_config_file_precedence_and_round_trip(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("epochs: 30\nbatch-size: 64\nlr: 0.05\nmilestones: [0.5, 0.75]\n")
+    c = training.resolve_config({"epochs": 5, "lr": None}, config_file=path)
+    assert (c["epochs"], c["batch_size"], c["lr"]) == (5, 64, 0.05)
+    assert c["milestones"] == [0.5, 0.75]
+    # A run's config.json (with derived keys) is a valid --config.
+    saved = tmp_path / "config.json"
+    runs.write_json(saved, dict(c, num_classes=10, scaled_lr=0.025, sizes={}))
+    assert training.resolve_config(config_file=saved) == c
+
+    path.write_text("epoch: 3\n")
+    with pytest.raises(ValueError, match="Unknown setting 'epoch'.*epochs"):
+        training.resolve_config(config_file=path)
+    path.write_text("- 1\n- 2\n")
+    with pytest.raises(ValueError, match="must hold a mapping"):
+        training.resolve_config(config_file=path)
+
+
+@pytest.mark.parametrize(
+    "overrides, match",
+    [
+        ({"backbone": "resnet_18"}, "Unknown backbone.*cifar_resnet18.*mobilenet_v2"),
+        ({"backbone": "mobilenet_v2", "width": 8}, "`width` must be unset"),
+        ({"backbone": "inception_v3", "image_size": 32}, "at least 75"),
+        ({"image_size": 4}, "`image_size` must be at least 8"),
+        ({"milestones": [0.9, 0.5]}, "increasing order"),
+        ({"lr": -0.1}, r"`lr` must be a number > 0. Received: lr=-0.1"),
+        ({"schedule": "linear"}, "one of step, cosine, constant"),
+        ({"exits": 0}, "`exits` must be"),
+    ],
+)
+def test_bad_settings_name_the_setting(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        training.resolve_config(overrides)
+
+
+# -------------------------------------------------------------- registry
+
+
+@pytest.mark.parametrize(
+    "mode, module",
+    [("tf", "mobilenet_v2"), ("torch", "densenet"), ("caffe", "resnet")],
+)
+def test_built_in_preprocessing_equals_keras_preprocess_input(mode, module):
+    image = keras.Input((8, 8, 3))
+    model = keras.Model(image, registry.apply_preprocessing(mode, image))
+    x = np.random.default_rng(0).uniform(0, 255, (2, 8, 8, 3)).astype("float32")
+    expected = getattr(keras.applications, module).preprocess_input(x.copy())
+    np.testing.assert_allclose(model(x), expected, rtol=1e-5, atol=1e-4)
+
+
+def test_registry_builds_applications_with_preprocessing_inside():
+    assert {"cifar_resnet18", "mobilenet_v2", "resnet50"} <= set(registry.available())
+    backbone = registry.build_backbone("resnet50", 32)
+    # One graph from raw pixels: input -> flip -> Normalization -> ResNet50.
+    assert backbone.inputs[0].shape[1:] == (32, 32, 3)
+    assert isinstance(backbone.get_layer("preprocess"), keras.layers.Normalization)
+    model = keras_scan.build(backbone, num_classes=10)
+    assert model.exits == ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out"]
+
+    v3 = registry.build_backbone("mobilenet_v3_small", 32)
+    momenta = {
+        layer.momentum
+        for layer in v3.layers
+        if isinstance(layer, keras.layers.BatchNormalization)
+    }
+    assert momenta == {0.9} and registry.preprocessing("mobilenet_v3_small") == "none"
+
+    with pytest.raises(ValueError, match="no pretrained ImageNet weights"):
+        registry.build_backbone("cifar_resnet18", 32, weights="imagenet")
+    with pytest.raises(ValueError, match="`channels` must be 3"):
+        registry.build_backbone("mobilenet_v2", 32, channels=1)
+
+
+def test_more_exits_than_cut_points_is_refused():
+    config = training.resolve_config({"backbone": "mobilenet_v2", "exits": 500})
+    with pytest.raises(ValueError, match="Cannot hang exits.*image_size=32"):
+        training.make_model(config, 10)
+
+
+# ------------------------------------------------------------ evaluation
+
+
+def test_evaluate_model_equals_model_evaluate(trained, fm_small):
+    model = trained[0]
+    x, y = fm_small["test"]
+    result = training.evaluate_model(model, (x, y), batch_size=200)
+    expected = model.evaluate(x, y, batch_size=200, verbose=0, return_dict=True)
+    assert [e["name"] for e in result["exits"]] == model.exit_names
+    for e in result["exits"]:
+        assert e["accuracy"] == pytest.approx(
+            expected[f"{e['name']}_accuracy"], abs=1e-6
+        )
+    assert result["num_examples"] == len(y)
+
+    # Ensemble: argmax of the mean softmax of all exits.
+    out = model.predict(x, verbose=0)
+    probs = np.mean([keras.ops.softmax(out[n]) for n in model.exit_names], axis=0)
+    ensemble = float(np.mean(np.argmax(probs, -1) == y))
+    assert result["ensemble"]["accuracy"] == pytest.approx(ensemble, abs=1e-6)
+    # Costs come from the graph: cumulative MACs grow to the whole model's.
+    macs = [e["macs"] for e in result["exits"]]
+    assert macs == sorted(macs) and macs[-1] == result["ensemble"]["macs"]
+    assert result["exits"][-1]["accuracy"] > 0.5  # trained, not chance (0.1)
+
+    table = training.format_table(result)
+    assert all(name in table for name in model.exit_names + ["ensemble"])
+
+
+def test_baseline_is_a_plain_model_evaluated_as_one_final_exit(fm_small):
+    keras.utils.set_random_seed(0)
+    model = training.baseline_model(small_backbone(width=8), 10)
+    assert isinstance(model, keras.Model) and not isinstance(
+        model, keras_scan.ScanModel
+    )
+    config = training.resolve_config({"batch_size": 64, "schedule": "constant"})
+    training.compile_model(model, training.make_optimizer(config, 32))
+    x, y = fm_small["train"]
+    model.fit(x[:2000], y[:2000], batch_size=64, epochs=2, verbose=0)
+    xt, yt = fm_small["test"]
+    result = training.evaluate_model(model, (xt, yt))
+    expected = model.evaluate(xt, yt, verbose=0, return_dict=True)
+    assert [e["name"] for e in result["exits"]] == ["final"]
+    assert result["ensemble"] is None
+    assert result["exits"][0]["accuracy"] == pytest.approx(
+        expected["final_accuracy"], abs=1e-6
+    )
+    assert result["exits"][0]["accuracy"] > 0.3  # learned (chance: 0.1)
+    assert result["exits"][0]["macs"] == keras_scan.cost.count_macs(model)
+
+
+# ------------------------------------------------------------ run folder
+
+
+class _Interrupt(keras.callbacks.Callback):
+    """Records the weights after each epoch and raises after `epoch`."""
+
+    def __init__(self, epoch=None):
+        super().__init__()
+        self.epoch = epoch
+        self.begin = {}
+        self.end = {}
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.begin[epoch] = (
+            [np.array(w) for w in self.model.get_weights()],
+            int(self.model.optimizer.iterations.numpy()),
+        )
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.end[epoch] = [np.array(w) for w in self.model.get_weights()]
+        if epoch == self.epoch:
+            raise KeyboardInterrupt("killed after epoch 1")
+
+
+@pytest.mark.slow
+def test_interrupted_training_resumes_with_the_same_weights(tmp_path):
+    out = tmp_path / "run"
+    work = training.work_folder(out)
+    first = _Interrupt(epoch=0)
+    with pytest.raises(KeyboardInterrupt):
+        training.train(out, epochs=2, callbacks=[first], verbose=0, **TINY)
+    # Nothing half-written under RUN; the work folder holds epoch 1.
+    assert not out.exists()
+    assert (work / "backup").is_dir() and (work / runs.LAST).is_file()
+    assert len(training._read_history(work / runs.HISTORY)) == 1
+
+    second = _Interrupt()
+    result = training.train(out, epochs=2, callbacks=[second], verbose=0, **TINY)
+    assert list(second.begin) == [1]  # continued at epoch 2, not from scratch
+    weights, iterations = second.begin[1]
+    for restored, saved in zip(weights, first.end[0]):
+        np.testing.assert_array_equal(restored, saved)
+    assert iterations == result.config["steps_per_epoch"]  # optimizer state too
+
+    # A finished RUN: the files of the contract, no work folder, no backup.
+    assert not work.exists() and result.status == "trained"
+    for name in (runs.MODEL, runs.LAST, runs.CONFIG, runs.HISTORY, runs.EVAL):
+        assert (out / name).is_file(), name
+    assert not (out / "backup").exists()
+    history = training._read_history(out / runs.HISTORY)
+    assert [int(r["epoch"]) for r in history] == [0, 1]
+    # 9 steps per epoch; the first decay (37.5% of 18 steps) comes at step 7.
+    assert [float(r["learning_rate"]) for r in history] == pytest.approx([0.05, 0.005])
+    evaluation = json.loads((out / runs.EVAL).read_text())
+    assert [e["name"] for e in evaluation["exits"]] == [
+        "exit_0",
+        "exit_1",
+        "exit_2",
+        "final",
+    ]
+    assert evaluation["num_examples"] == 600 and evaluation["split"] == "test"
+    assert runs.load_config(out)["num_classes"] == 10
+    # model.keras holds the epoch with the best val_final_accuracy.
+    best = max(range(2), key=lambda i: float(history[i]["val_final_accuracy"]))
+    best_weights = first.end[0] if best == 0 else second.end[1]
+    for a, b in zip(runs.load_model(out).get_weights(), best_weights):
+        np.testing.assert_array_equal(a, b)
+
+    # Same command again: nothing to do. A different one: refused, RUN untouched.
+    before = (out / runs.MODEL).read_bytes()
+    again = training.train(out, epochs=2, verbose=0, **TINY)
+    assert again.status == "up-to-date"
+    with pytest.raises(
+        FileExistsError, match=r"different configuration.*lr: 0.1 -> 0.05"
+    ):
+        training.train(out, epochs=2, lr=0.05, verbose=0, **TINY)
+    with pytest.raises(ValueError, match="change the model.*width: 8 -> 16"):
+        training.train(out, epochs=3, resume=True, verbose=0, **dict(TINY, width=16))
+    assert (out / runs.MODEL).read_bytes() == before and not work.exists()
+
+    # --resume with more epochs continues the finished run from last.keras.
+    last = runs.load_model(out, runs.LAST).get_weights()
+    third = _Interrupt()
+    extended = training.train(
+        out, epochs=3, resume=True, callbacks=[third], verbose=0, **TINY
+    )
+    assert list(third.begin) == [2] and third.begin[2][1] == 2 * 9
+    for a, b in zip(third.begin[2][0], last):
+        np.testing.assert_array_equal(a, b)
+    assert len(extended.history) == 3 and runs.load_config(out)["epochs"] == 3
