@@ -85,7 +85,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         return int(args._run(args) or 0)
-    except (ManifestError, ValueError, FileNotFoundError) as e:
+    except (ManifestError, ValueError, OSError) as e:
         print(f"scan-lite {args.command}: error: {e}", file=sys.stderr)
         return 2
 

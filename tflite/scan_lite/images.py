@@ -45,10 +45,13 @@ def read_image(path):
                 f"Cannot read {str(path)!r}: {suffix or 'this format'} needs Pillow; "
                 f"{PIL_HINT}."
             ) from None
-        with Image.open(path) as im:
-            if im.mode not in ("L", "RGB"):
-                im = im.convert("RGB")
-            image = np.asarray(im)
+        try:
+            with Image.open(path) as im:
+                if im.mode not in ("L", "RGB"):
+                    im = im.convert("RGB")
+                image = np.asarray(im)
+        except OSError as e:
+            raise ValueError(f"Cannot read the image {str(path)!r}: {e}") from None
     image = np.asarray(image)
     if image.ndim == 2:
         image = image[..., None]

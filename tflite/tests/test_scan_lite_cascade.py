@@ -1,0 +1,146 @@
+"""scan_lite.Cascade against the conformance vectors of tflite/testdata."""
+
+import numpy as np
+import pytest
+import scan_lite
+from conftest import EXPORT, edit_manifest
+from scan_lite import quant
+
+
+@pytest.mark.parametrize("stage_files", [False, True], ids=["cascade", "stage_files"])
+@pytest.mark.parametrize("variant", ["float32", "int8"])
+def test_matches_expected_vectors(variant, stage_files, expected, images):
+    cascade = scan_lite.Cascade(EXPORT, variant=variant, stage_files=stage_files)
+    spec = expected["variants"][variant]
+    atol = max(spec["tolerance"], 1e-7)
+    for image, case in zip(images, spec["cases"]):
+        every = cascade.run_all(image)
+        np.testing.assert_allclose(
+            np.stack(every.stage_probs), case["stage_probs"], rtol=0, atol=atol
+        )
+        early = cascade.run(image)
+        assert (early.label, early.exit_index) == (case["label"], case["exit_index"])
+        assert (every.label, every.exit_index) == (case["label"], case["exit_index"])
+        assert early.probability == pytest.approx(case["probability"], abs=atol)
+        assert early.label_name == cascade.labels[case["label"]]
+        # Real early exit: only the stages up to the answering exit ran.
+        assert len(early.stage_latency_ms) == case["exit_index"] + 1
+        assert len(every.stage_latency_ms) == cascade.num_exits
+        if variant == "int8":
+            probs_q = cascade.stages[0].outputs["probs"]
+            q = [quant.quantize(p, probs_q) for p in every.stage_probs]
+            assert np.array_equal(np.stack(q), np.asarray(case["stage_probs_q"]))
+
+
+def test_float32_close_to_keras(expected, images):
+    cascade = scan_lite.Cascade(EXPORT, variant="float32")
+    for image, keras_probs in zip(images, expected["keras"]["stage_probs"]):
+        probs = np.stack(cascade.run_all(image).stage_probs)
+        assert np.max(np.abs(probs - np.asarray(keras_probs))) <= 1e-4
+
+
+def test_default_variant_and_io_dtype(expected, images):
+    cascade = scan_lite.Cascade(EXPORT)
+    assert cascade.variant == cascade.manifest["default_variant"] == "int8"
+    assert cascade.input_dtype == "int8"
+    assert cascade.stages[0].input["dtype"] == "int8"
+    # Chained int8 stages agree on the features' quantization here.
+    assert cascade.requantized_links == []
+    assert cascade.thresholds == expected["thresholds"]["values"]
+
+
+def test_exit_models_match_cascade_stages(images):
+    cascade = scan_lite.Cascade(EXPORT, variant="float32")
+    x = cascade.prepare(images[0])
+    every = cascade._run(x, early_exit=False)
+    for k in range(cascade.num_exits):
+        probs, latency = cascade.exit_model(k)(x)
+        np.testing.assert_allclose(probs, every.stage_probs[k], atol=1e-5)
+        assert latency > 0
+    with pytest.raises(ValueError, match="index"):
+        cascade.exit_model(cascade.num_exits)
+
+
+def test_thresholds_of_one_never_exit_and_zero_always_exits(export_copy, images):
+    edit_manifest(export_copy, lambda m: m["thresholds"].update(values=[1.0, 1.0]))
+    never = scan_lite.Cascade(export_copy, variant="float32")
+    edit_manifest(export_copy, lambda m: m["thresholds"].update(values=[0.0, 0.0]))
+    always = scan_lite.Cascade(export_copy, variant="float32")
+    for image in images:
+        r = never.run(image)
+        assert r.exit_index == 2 and len(r.stage_latency_ms) == 3
+        assert r.label == int(np.argmax(r.stage_probs[-1]))
+        assert always.run(image).exit_index == 0
+
+
+def test_ensemble_fallback_averages_every_exit(export_copy, images):
+    edit_manifest(
+        export_copy,
+        lambda m: m["thresholds"].update(values=[1.0, 1.0], fallback="ensemble"),
+    )
+    cascade = scan_lite.Cascade(export_copy, variant="float32")
+    for image in images:
+        r = cascade.run(image)
+        mean = np.mean(np.stack(r.stage_probs), axis=0)
+        assert r.label == int(np.argmax(mean))
+        assert r.probability == pytest.approx(float(mean[r.label]), abs=1e-6)
+    assert r.exit_index == 2
+
+
+@pytest.mark.parametrize(
+    "shape, match",
+    [((28, 28, 1), "32x32x3"), ((32, 32, 1), "32x32x3"), ((32, 32, 4), "32x32x3")],
+)
+def test_wrong_image_size_or_channels(shape, match, images):
+    cascade = scan_lite.Cascade(EXPORT, variant="float32")
+    with pytest.raises(ValueError, match=match):
+        cascade.run(np.zeros(shape, np.uint8))
+
+
+def test_fit_pads_like_the_training_pipeline(images, expected):
+    cascade = scan_lite.Cascade(EXPORT, variant="float32")
+    # The test images are 28x28 grey padded to 32x32 and repeated to RGB:
+    # undo that and let `fit` redo it.
+    raw = images[:, 2:30, 2:30, 0]
+    for image28, case in zip(raw, expected["variants"]["float32"]["cases"]):
+        r = cascade.run(image28, fit=True)
+        assert (r.label, r.exit_index) == (case["label"], case["exit_index"])
+    resized = scan_lite.fit_images(np.full((1, 40, 40, 3), 200, np.uint8), 32, 32, 1)
+    assert resized.shape == (1, 32, 32, 1)
+    np.testing.assert_allclose(resized, 200 * 0.9999, rtol=1e-3)
+
+
+def test_bad_pixel_values_and_types():
+    cascade = scan_lite.Cascade(EXPORT, variant="float32")
+    with pytest.raises(ValueError, match="0..255"):
+        cascade.run(np.full((32, 32, 3), 300.0))
+    with pytest.raises(ValueError, match="0..255"):
+        cascade.run(np.full((32, 32, 3), np.nan))
+    with pytest.raises(ValueError, match="H x W"):
+        cascade.run(np.zeros((2, 32, 32, 3)))
+    with pytest.raises(ValueError, match="variant"):
+        scan_lite.Cascade(EXPORT, variant="float16")
+
+
+def test_requantize():
+    src = {"dtype": "int8", "scale": 0.02, "zero_point": -128}
+    q = np.arange(-128, 128, dtype=np.int8)
+    assert quant.requantize(q, src, dict(src, scale=0.02 * (1 + 1e-7))) is q
+    dst = {"dtype": "int8", "scale": 0.05, "zero_point": -10}
+    out = quant.requantize(q, src, dst)
+    assert out.dtype == np.int8
+    real_in = quant.dequantize(q, src)
+    real_out = quant.dequantize(out, dst)
+    inside = real_in <= (127 + 10) * 0.05
+    assert np.all(np.abs(real_out - real_in)[inside] <= 0.05 / 2 + 1e-6)
+    assert np.all(out[~inside] == 127)
+    # int8 -> uint8 with the same scale is a shift of the zero point.
+    u8 = quant.requantize(q, src, {"dtype": "uint8", "scale": 0.02, "zero_point": 0})
+    assert u8.dtype == np.uint8 and np.array_equal(u8.astype(int), q.astype(int) + 128)
+    # Float on either side.
+    f = {"dtype": "float32", "scale": 0.0, "zero_point": 0}
+    np.testing.assert_allclose(quant.requantize(q, src, f), real_in)
+    assert np.array_equal(quant.requantize(real_in, f, src), q)
+    # Halves round away from zero, like LiteRT's quantize kernel.
+    half = {"dtype": "int8", "scale": 1.0, "zero_point": 0}
+    assert quant.quantize(np.array([0.5, -0.5, 1.5]), half).tolist() == [1, -1, 2]
