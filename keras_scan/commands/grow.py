@@ -1,0 +1,439 @@
+"""`keras-scan grow`: optimally deep networks (ODN) by progressive depth expansion.
+
+Two modes, both writing a run folder whose `model.keras` is a plain
+`image -> logits` model (usable by `keras-scan evaluate --no-exits`, search and
+export like any run):
+
+- `--backbone NAME --dataset SPEC`: train block by block until the validation
+  accuracy reaches `--target-accuracy` (`keras_scan.grow`).
+- `--from-run RUN`: cut an already trained SCAN model at the shallowest exit
+  that reaches the target on the validation split (`keras_scan.cut_at_exit`).
+
+OUT holds `model.keras`, `config.json` (resolved arguments, the data settings
+`load_splits` needs, and a `grown` summary), `grow_report.json`,
+`grow_accuracy.png` and, when training, `history.csv`. OUT is written into a
+temporary folder and renamed into place: an error leaves nothing behind.
+"""
+
+import argparse
+import csv
+import os
+import pathlib
+
+from keras_scan.cli import UserError
+
+REPORT = "grow_report.json"
+PLOT = "grow_accuracy.png"
+
+EXAMPLES = """examples:
+  keras-scan grow --backbone cifar_resnet18 --dataset fashion_mnist \\
+      --target-accuracy 0.92 --out runs/fm-grow
+  keras-scan grow --backbone cifar_resnet18 --width 16 --limit 4000 \\
+      --epochs-per-step 3 --patience 1 --target-accuracy 0.85 --out runs/fm-grow-small
+  keras-scan grow --from-run runs/fm18 --target-accuracy 0.9 --out runs/fm18-cut
+"""
+
+# Flags of the training mode, with their defaults (None on the parser, so that
+# `--from-run` can refuse them when given).
+GROW_DEFAULTS = {
+    "backbone": "cifar_resnet18",
+    "dataset": "fashion_mnist",
+    "image_size": 32,
+    "channels": 3,
+    "val_fraction": 0.1,
+    "limit": None,
+    "width": 64,
+    "head": "scan",
+    "epochs_per_step": 5,
+    "patience": 2,
+    "min_delta": 0.002,
+    "max_epochs": None,
+    "freeze": False,
+    "start_depth": 1,
+    "depth_step": 1,
+    "batch_size": 128,
+    "lr": 0.05,
+    "augment": False,
+    "seed": 0,
+}
+
+
+def add_parser(subparsers):
+    from keras_scan import depth
+
+    p = subparsers.add_parser(
+        "grow",
+        help="find the optimal depth: grow a backbone block by block, or cut a "
+        "trained SCAN run at the shallowest exit that reaches a target accuracy",
+        description=(
+            "Optimally deep networks (ODN, arXiv 2510.10764). Trains a backbone at "
+            "one residual block, adds blocks (starting as the identity, earlier "
+            "weights kept) when the validation accuracy has converged (plateau: no "
+            "gain above --min-delta for --patience epochs, or --epochs-per-step "
+            "epochs), and stops at the first depth whose validation accuracy "
+            "reaches --target-accuracy. With --from-run, cuts a trained SCAN model "
+            "at the shallowest exit that reaches the target on the validation "
+            "split instead. Writes a run folder with a plain image -> logits model."
+        ),
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--target-accuracy",
+        type=float,
+        required=True,
+        help="validation accuracy to reach, a fraction in (0, 1] (0.92 = 92%%)",
+    )
+    p.add_argument("--out", required=True, help="run folder to write (must not exist)")
+    p.add_argument(
+        "--from-run",
+        metavar="RUN",
+        help="cut this trained SCAN run (RUN/model.keras) instead of training",
+    )
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace --out if it exists"
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with code 1 when the target is not reached (the run is still "
+        "written, at full depth)",
+    )
+    p.add_argument("--data-dir", help="folder with the Fashion-MNIST files / tfds data")
+    p.add_argument(
+        "--download", action="store_true", help="allow downloading the data set"
+    )
+    g = p.add_argument_group("training mode (not with --from-run)")
+    g.add_argument(
+        "--backbone",
+        help=f"one of {', '.join(sorted(depth.BACKBONES))} (default cifar_resnet18)",
+    )
+    g.add_argument(
+        "--dataset",
+        help="fashion_mnist | tfds:NAME[:SPLIT] | folder:PATH (default fashion_mnist)",
+    )
+    g.add_argument("--image-size", type=int, help="input size (default 32)")
+    g.add_argument("--channels", type=int, choices=(1, 3), help="default 3")
+    g.add_argument(
+        "--val-fraction", type=float, help="share of train held out (default 0.1)"
+    )
+    g.add_argument("--limit", type=int, help="use only N training images")
+    g.add_argument("--width", type=int, help="channels of the first stage (default 64)")
+    g.add_argument(
+        "--head",
+        choices=depth.HEADS,
+        help="classifier at each depth: scan (SCAN exit head, default), sepconv, "
+        "or dense (pooling + Dense)",
+    )
+    g.add_argument(
+        "--epochs-per-step",
+        type=int,
+        help="most epochs at one depth (default 5)",
+    )
+    g.add_argument(
+        "--patience",
+        type=int,
+        help="epochs without a gain above --min-delta that count as converged "
+        "(default 2)",
+    )
+    g.add_argument(
+        "--min-delta",
+        type=float,
+        help="smallest val-accuracy gain that counts (default 0.002)",
+    )
+    g.add_argument(
+        "--max-epochs", type=int, help="budget of epochs over all depths (default none)"
+    )
+    g.add_argument(
+        "--freeze",
+        action="store_const",
+        const=True,
+        help="freeze the stem and converged blocks",
+    )
+    g.add_argument("--start-depth", type=int, help="blocks to start with (default 1)")
+    g.add_argument(
+        "--depth-step", type=int, help="blocks added per expansion (default 1)"
+    )
+    g.add_argument("--batch-size", type=int, help="default 128")
+    g.add_argument("--lr", type=float, help="SGD learning rate (default 0.05)")
+    g.add_argument(
+        "--augment",
+        action="store_const",
+        const=True,
+        help="random crop + flip of training images",
+    )
+    g.add_argument("--seed", type=int, help="default 0")
+    return p
+
+
+def _flag(name):
+    return "--" + name.replace("_", "-")
+
+
+def _check_args(args):
+    from keras_scan import depth
+
+    target = args.target_accuracy
+    if not 0 < target <= 1:
+        raise UserError(
+            "`--target-accuracy` must be a fraction in (0, 1] (e.g. 0.92 for 92%). "
+            f"Received: --target-accuracy={target}"
+        )
+    out = pathlib.Path(args.out).expanduser()
+    if out.exists() and not args.overwrite:
+        raise UserError(
+            f"`--out` already exists: {str(args.out)!r}. Pass --overwrite to "
+            "replace it, or choose another folder."
+        )
+    if args.from_run is not None:
+        given = [_flag(k) for k in GROW_DEFAULTS if getattr(args, k, None) is not None]
+        if given:
+            raise UserError(
+                f"{', '.join(given)} only apply to training; with --from-run the "
+                "data and model come from the run. Received: --from-run="
+                f"{args.from_run!r} with {' '.join(given)}"
+            )
+        src = pathlib.Path(args.from_run).expanduser().resolve()
+        if src == out.resolve():
+            raise UserError(
+                "`--out` must differ from `--from-run`. Received: "
+                f"--out={args.out!r}, --from-run={args.from_run!r}"
+            )
+        return
+    for key, default in GROW_DEFAULTS.items():
+        if getattr(args, key, None) is None:
+            setattr(args, key, default)
+    if args.backbone not in depth.BACKBONES:
+        raise UserError(
+            f"`--backbone` must be one of {sorted(depth.BACKBONES)}. "
+            f"Received: --backbone={args.backbone!r}"
+        )
+    for key, low in (
+        ("image_size", 8),
+        ("width", 1),
+        ("epochs_per_step", 1),
+        ("patience", 1),
+        ("start_depth", 1),
+        ("depth_step", 1),
+        ("batch_size", 1),
+    ):
+        if getattr(args, key) < low:
+            raise UserError(
+                f"`{_flag(key)}` must be >= {low}. "
+                f"Received: {_flag(key)}={getattr(args, key)}"
+            )
+    if args.max_epochs is not None and args.max_epochs < 1:
+        raise UserError(
+            f"`--max-epochs` must be >= 1. Received: --max-epochs={args.max_epochs}"
+        )
+    if args.lr <= 0:
+        raise UserError(f"`--lr` must be > 0. Received: --lr={args.lr}")
+    if args.min_delta < 0:
+        raise UserError(
+            f"`--min-delta` must be >= 0. Received: --min-delta={args.min_delta}"
+        )
+
+
+def _write_history(path, report):
+    rows = []
+    for step in report["steps"]:
+        for i, acc in enumerate(step["val_history"], start=1):
+            rows.append(
+                {
+                    "depth": step["depth"],
+                    "block": step["block"],
+                    "epoch_at_depth": i,
+                    "val_accuracy": acc,
+                }
+            )
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(
+            f, fieldnames=["depth", "block", "epoch_at_depth", "val_accuracy"]
+        )
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _grown_summary(report):
+    keys = (
+        "mode",
+        "target_accuracy",
+        "reached",
+        "stopped_because",
+        "depth",
+        "num_blocks",
+        "block",
+        "exit",
+        "val_accuracy",
+        "test_accuracy",
+        "epochs",
+        "train_images",
+    )
+    summary = {k: report[k] for k in keys if k in report}
+    summary["params"] = report["chosen"]["params"]
+    summary["macs"] = report["chosen"]["macs"]
+    summary["full_params"] = report["full"]["params"]
+    summary["full_macs"] = report["full"]["macs"]
+    summary["report"] = REPORT
+    return summary
+
+
+def _train(args):
+    from keras_scan import data, depth
+
+    splits = data.load_dataset(
+        args.dataset,
+        args.image_size,
+        channels=args.channels,
+        val_fraction=args.val_fraction,
+        seed=args.seed,
+        limit=args.limit,
+        data_dir=args.data_dir,
+        download=args.download,
+    )
+    model, report = depth.grow(
+        args.backbone,
+        splits.train,
+        splits.val,
+        args.target_accuracy,
+        num_classes=splits.num_classes,
+        width=args.width,
+        head=args.head,
+        epochs_per_step=args.epochs_per_step,
+        patience=args.patience,
+        min_delta=args.min_delta,
+        max_epochs=args.max_epochs,
+        freeze=args.freeze,
+        start_depth=args.start_depth,
+        depth_step=args.depth_step,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        augment=args.augment,
+        seed=args.seed,
+        test_data=splits.test,
+    )
+    config = {"command": "grow", "mode": "grow"}
+    config.update({k: getattr(args, k) for k in GROW_DEFAULTS})
+    config.update(
+        {
+            "target_accuracy": args.target_accuracy,
+            "data_dir": args.data_dir,
+            "download": args.download,
+            "strict": args.strict,
+            "num_classes": splits.num_classes,
+            "class_names": splits.class_names,
+            "image_shape": list(splits.image_shape),
+        }
+    )
+    return model, report, config
+
+
+def _cut(args):
+    from keras_scan import depth, runs
+    from keras_scan.scan_model import ScanModel
+
+    try:
+        src = runs.run_path(args.from_run)
+    except FileNotFoundError:
+        raise UserError(
+            "`--from-run` must be a run folder with a trained model "
+            f"({runs.CONFIG} and {runs.MODEL}). Received: --from-run="
+            f"{args.from_run!r}"
+        ) from None
+    if not (src / runs.MODEL).is_file():
+        raise UserError(
+            f"`--from-run` has no trained model ({src / runs.MODEL} does not exist; "
+            f"did `keras-scan train` finish an epoch?). Received: --from-run="
+            f"{args.from_run!r}"
+        )
+    model = runs.load_model(src)
+    if not isinstance(model, ScanModel):
+        raise UserError(
+            "`--from-run` must hold a SCAN model with exits; its model.keras is a "
+            f"plain {type(model).__name__}. Received: --from-run={args.from_run!r}"
+        )
+    source_config = runs.load_config(src)
+    splits = runs.load_splits(src, data_dir=args.data_dir, download=args.download)
+    val_accuracies = None
+    if (src / runs.EVAL).is_file():
+        payload = runs.read_json(src / runs.EVAL)
+        val_accuracies = depth.validation_accuracies(payload, model.exit_names)
+        if val_accuracies is None:
+            print(
+                f"grow: {runs.EVAL} has no per-exit validation accuracies (exits "
+                "are chosen on validation, never test); measuring them now"
+            )
+    model_out, report = depth.from_scan_model(
+        model,
+        args.target_accuracy,
+        val_data=splits.val,
+        val_accuracies=val_accuracies,
+        test_data=splits.test,
+    )
+    if val_accuracies is not None:
+        report["val_accuracies_source"] = f"{runs.EVAL}"
+    config = {
+        k: source_config[k]
+        for k in (
+            "backbone",
+            "dataset",
+            "image_size",
+            "channels",
+            "val_fraction",
+            "seed",
+            "limit",
+            "data_dir",
+            "num_classes",
+            "class_names",
+        )
+        if k in source_config
+    }
+    config.update(
+        {
+            "command": "grow",
+            "mode": "from_run",
+            "from_run": str(src),
+            "target_accuracy": args.target_accuracy,
+            "strict": args.strict,
+        }
+    )
+    if args.data_dir is not None:
+        config["data_dir"] = args.data_dir
+    return model_out, report, config
+
+
+def run(args):
+    from keras_scan import depth, runs
+
+    _check_args(args)
+    if args.from_run is not None:
+        model, report, config = _cut(args)
+    else:
+        model, report, config = _train(args)
+    config["no_exits"] = True  # model.keras is a plain image -> logits model
+    config["grown"] = _grown_summary(report)
+    with runs.atomic_folder(
+        args.out, overwrite=args.overwrite, what="run folder", arg="--out"
+    ) as tmp:
+        model.save(tmp / runs.MODEL)
+        report["chosen"]["saved_file_bytes"] = (tmp / runs.MODEL).stat().st_size
+        runs.write_json(tmp / runs.CONFIG, config)
+        runs.write_json(tmp / REPORT, report)
+        if report["mode"] == "grow":
+            _write_history(tmp / runs.HISTORY, report)
+        depth.plot_accuracy_vs_depth(report, tmp / PLOT)
+    files = [runs.MODEL, runs.CONFIG, REPORT, PLOT]
+    if report["mode"] == "grow":
+        files.append(runs.HISTORY)
+    print(f"grow: wrote {args.out}: {', '.join(files)}")
+    if not report["reached"]:
+        print(
+            f"grow: the target {args.target_accuracy} was not reached; the run holds "
+            f"the {'full-depth model' if report['stopped_because'] == 'full_depth' else 'deepest model trained'}"
+            + (" (exit code 1: --strict)" if args.strict else "")
+        )
+        if args.strict:
+            return 1
+    return 0
