@@ -5,6 +5,7 @@ Public API (listed explicitly):
 
 from keras_scan import backbones, layers
 from keras_scan.builder import build
+from keras_scan.depth import cut_at_exit, grow
 from keras_scan.export import export
 from keras_scan.inference import ScalableInference
 from keras_scan.scan_model import ScanModel
@@ -21,4 +22,6 @@ __all__ = [
     "export",
     "ScalableInference",
     "search_thresholds",
+    "grow",
+    "cut_at_exit",
 ]
