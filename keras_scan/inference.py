@@ -94,10 +94,6 @@ def _resolve_thresholds(thresholds, k, measure, fallback):
         if isinstance(thresholds, thresholds_lib.Thresholds)
         else thresholds
     )
-    if isinstance(values, (str, bytes)):
-        raise ValueError(
-            f"`thresholds` must be {k} numbers in [0, 1]. Received: thresholds={values!r}"
-        )
     try:
         n = len(values)
     except TypeError:

@@ -1052,8 +1052,8 @@ def search_thresholds(
             raise ValueError(
                 "`budget_macs` is below the cheapest possible cascade: every image "
                 f"answering at the first exit ({info[0]['name']}) costs "
-                f"{exit_macs[0]:g} MACs, the minimum budget. "
-                f"Received: budget_macs={budget:g}"
+                f"{exit_macs[0]} MACs, the minimum budget. "
+                f"Received: budget_macs={budget_macs!r}"
             )
     start = time.perf_counter()
     probs, labels = inference.collect_probs(model, val_data, batch_size=batch_size)

@@ -89,23 +89,13 @@ def test_search_budget_and_options(run_dir, capsys):
 
 
 @pytest.mark.slow
-def test_search_is_reproducible(run_dir):
-    assert _search(run_dir, "--seed", "5") == 0
-    first = thresholds.Thresholds.load(run_dir / runs.THRESHOLDS)
-    assert _search(run_dir, "--seed", "5") == 0
-    second = thresholds.Thresholds.load(run_dir / runs.THRESHOLDS)
-    assert first.values == second.values
-    assert first.metrics["front"] == second.metrics["front"]
-
-
 def test_search_errors(run_dir, tmp_path, capsys):
-    info_first = None
     # A budget below the first exit's cost names the minimum.
     assert _search(run_dir, "--budget-macs", "1000") == 2
     err = capsys.readouterr().err
-    assert "budget_macs" in err and "minimum" in err and "1000" in err
-    info_first = runs.load_model(run_dir).exit_info[0]["macs"]
-    assert f"{info_first:g}" in err
+    first = runs.load_model(run_dir).exit_info[0]["macs"]
+    assert f"costs {first} MACs, the minimum budget" in err
+    assert "budget_macs=1000.0" in err
     # A negative accuracy drop.
     assert _search(run_dir, "--max-accuracy-drop", "-1") == 2
     assert "max_accuracy_drop=-1" in capsys.readouterr().err
