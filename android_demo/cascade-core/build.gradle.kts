@@ -19,6 +19,8 @@ dependencies {
 }
 
 tasks.withType<JavaCompile>().configureEach {
+    // --release 11 (not just -source/-target) so a newer JDK checks against the Java 11 API.
+    options.release.set(11)
     options.compilerArgs.addAll(listOf("-Xlint:all", "-Werror"))
     options.encoding = "UTF-8"
 }

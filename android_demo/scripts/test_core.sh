@@ -62,12 +62,11 @@ tests="$(cd "$build/test" && find . -name '*Test.class' ! -name '*$*' | sed 's|^
 [ -n "$tests" ] || fail_setup "no test classes compiled"
 
 echo "== JUnit"
-# -Xshare:auto and a small heap keep the JVM light on a shared machine.
+# A small heap and the C1 compiler keep the JVM light on a shared machine.
 set +e
 java -Xmx512m -XX:TieredStopAtLevel=1 \
   -Dkeras_scan.repo="$repo" \
   -Dkeras_scan.litert="$litert" \
-  -Djna.nosys=false \
   -cp "$build/test:$cp_test" \
   dev.kerasscan.cascade.TestMain $tests
 status=$?

@@ -53,6 +53,10 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     /** False while a gallery image is on screen: camera frames are dropped. */
     @Volatile var liveCamera = true
 
+    /** The gallery image on screen, re-run when the mode changes (and restored on rotation). */
+    @Volatile var picked: Bitmap? = null
+        private set
+
     init {
         reload()
     }
@@ -122,6 +126,8 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
     fun setScalable(scalable: Boolean) {
         mode = if (scalable) ScanCascade.Mode.SCALABLE else ScanCascade.Mode.FULL
         _state.update { it.copy(mode = mode) }
+        val image = picked
+        if (!liveCamera && image != null) classifyPicked(image)
     }
 
     /** CameraX analyzer: runs on [inferenceExecutor]; always closes the frame. */
@@ -143,8 +149,15 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
         }
     }
 
+    /** Back to live frames: the gallery image is dropped. */
+    fun useCamera() {
+        liveCamera = true
+        picked = null
+    }
+
     /** A decoded gallery image; classified on [inferenceExecutor]. */
     fun classifyPicked(bitmap: Bitmap) {
+        picked = bitmap
         inferenceExecutor.execute {
             try {
                 if (cascade == null) return@execute

@@ -71,11 +71,19 @@ class MainActivity : AppCompatActivity() {
                 viewModel.state.collect { render(it) }
             }
         }
-        if (viewModel.liveCamera) useCamera()
+        val picked = viewModel.picked
+        if (!viewModel.liveCamera && picked != null) {
+            // Recreated (e.g. rotated) while a gallery image was on screen.
+            binding.preview.visibility = View.GONE
+            binding.pickedImage.visibility = View.VISIBLE
+            binding.pickedImage.setImageBitmap(picked)
+        } else {
+            useCamera()
+        }
     }
 
     private fun useCamera() {
-        viewModel.liveCamera = true
+        viewModel.useCamera()
         binding.pickedImage.visibility = View.GONE
         binding.preview.visibility = View.VISIBLE
         if (ContextCompat.checkSelfPermission(this, Manifest.permission.CAMERA) ==

@@ -1,0 +1,2 @@
+package android.graphics;
+public class Matrix { public boolean postRotate(float degrees) { return true; } }

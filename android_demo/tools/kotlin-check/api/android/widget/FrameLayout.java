@@ -1,0 +1,2 @@
+package android.widget;
+public class FrameLayout extends android.view.ViewGroup {}

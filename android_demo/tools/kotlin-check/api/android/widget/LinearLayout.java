@@ -1,0 +1,2 @@
+package android.widget;
+public class LinearLayout extends android.view.ViewGroup {}

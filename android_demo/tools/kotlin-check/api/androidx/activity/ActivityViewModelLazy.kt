@@ -1,0 +1,3 @@
+package androidx.activity
+inline fun <reified VM : androidx.lifecycle.ViewModel> ComponentActivity.viewModels(): Lazy<VM> =
+    throw UnsupportedOperationException()

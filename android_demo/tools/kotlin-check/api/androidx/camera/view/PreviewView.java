@@ -1,0 +1,4 @@
+package androidx.camera.view;
+public final class PreviewView extends android.widget.FrameLayout {
+  public androidx.camera.core.Preview.SurfaceProvider getSurfaceProvider() { return null; }
+}

@@ -1,0 +1,2 @@
+package com.google.android.material.materialswitch;
+public class MaterialSwitch extends android.widget.CompoundButton {}
