@@ -319,8 +319,8 @@ def _check_images(x, model, where):
         )
 
 
-def _gather(data, y, batch_size, model, arg, labels_needed):
-    """Concatenates nothing; yields checked batches and their labels."""
+def _checked_batches(data, y, batch_size, model, arg, labels_needed):
+    """Yields checked, non-empty `(images, labels or None)` batches; raises if none."""
     any_batch = False
     for xb, yb in _iter_batches(data, y, batch_size, arg):
         if xb.shape[0] == 0:
@@ -349,7 +349,7 @@ def _num_classes(model):
 # ---------------------------------------------------------------------------
 
 
-def collect_probs(model, data, y=None, batch_size=DEFAULT_BATCH_SIZE):
+def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
     """Runs the whole model once over `data`; every exit's softmax probabilities.
 
     This is what the threshold search caches: one forward pass of the multi-exit
@@ -360,9 +360,9 @@ def collect_probs(model, data, y=None, batch_size=DEFAULT_BATCH_SIZE):
         data: images of shape (N, H, W, C) (labels in `y`, or none), an
             `(images, labels)` tuple, a `tf.data.Dataset` (batched or not) of
             images or `(image, label)` pairs, or a `keras.utils.PyDataset`.
-        y: labels for image-array `data`, or None. Defaults to None.
         batch_size: int. Rows per model call for array data and unbatched
             datasets. Defaults to 256.
+        y: labels for image-array `data`, or None. Defaults to None.
 
     Returns:
         `(probs, labels)`: `probs` a list of K+1 float32 arrays of shape (N, C)
@@ -383,7 +383,9 @@ def collect_probs(model, data, y=None, batch_size=DEFAULT_BATCH_SIZE):
     chunks = [[] for _ in names]
     labels = []
     has_labels = None
-    for xb, yb in _gather(data, y, batch_size, model, "data", labels_needed=False):
+    for xb, yb in _checked_batches(
+        data, y, batch_size, model, "data", labels_needed=False
+    ):
         if has_labels is None:
             has_labels = yb is not None
         elif has_labels != (yb is not None):
@@ -619,7 +621,7 @@ def evaluate_scalable(
     correct_at = np.zeros(k + 1, dtype=np.int64)
     full_time = cpu_time = full_cpu_time = 0.0
     warm = False
-    for xb, yb in _gather(
+    for xb, yb in _checked_batches(
         x_or_dataset, y, batch_size, model, "x_or_dataset", labels_needed=True
     ):
         if not warm:  # trace / compile both before timing anything
