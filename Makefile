@@ -7,7 +7,9 @@ BIN := $(VENV)/bin
 DEMO_DIR ?= demo_out
 export TF_CPP_MIN_LOG_LEVEL ?= 3
 
-.PHONY: venv test demo lint bench clean
+.PHONY: venv test demo lint bench bench-gpu clean
+
+BENCH_PROFILE ?= cpu
 
 $(BIN)/keras-scan: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +30,12 @@ lint: venv
 
 demo: venv
 	$(BIN)/python examples/demo.py --out $(DEMO_DIR)
+
+bench: venv
+	$(BIN)/python benchmarks/run.py --profile $(BENCH_PROFILE)
+
+bench-gpu:
+	KERAS_BACKEND=jax $(PYTHON) benchmarks/run.py --profile gpu
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
