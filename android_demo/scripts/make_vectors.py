@@ -52,7 +52,14 @@ def fit_vectors():
     cases = []
     # (height, width, channels) -> fitted to (8, 8, C): padding, identity, shrink by
     # integer and fractional factors, grey to RGB and RGB to grey.
-    for h, w, c in [(6, 4, 1), (8, 8, 3), (16, 16, 3), (21, 21, 1), (13, 13, 3), (40, 40, 1)]:
+    for h, w, c in [
+        (6, 4, 1),
+        (8, 8, 3),
+        (16, 16, 3),
+        (21, 21, 1),
+        (13, 13, 3),
+        (40, 40, 1),
+    ]:
         image = rng.integers(0, 256, size=(h, w, c)).astype(np.uint8)
         for target_c in (1, 3):
             fitted = fit_images(image[None], 8, 8, target_c)[0]
@@ -64,8 +71,12 @@ def fit_vectors():
                     "fitted": [float(v) for v in fitted.reshape(-1)],
                 }
             )
-    doc = {"generator": "android_demo/scripts/make_vectors.py (scan_lite.fit_images)",
-           "height": 8, "width": 8, "cases": cases}
+    doc = {
+        "generator": "android_demo/scripts/make_vectors.py (scan_lite.fit_images)",
+        "height": 8,
+        "width": 8,
+        "cases": cases,
+    }
     FIT_OUT.write_text(json.dumps(doc) + "\n")
     print(f"wrote {FIT_OUT} ({FIT_OUT.stat().st_size} bytes, {len(cases)} cases)")
 
@@ -86,7 +97,9 @@ def main():
     for measure in MEASURES:
         for fallback in FALLBACKS:
             for th in threshold_sets:
-                preds, exits = simulate_cascade(probs, th, measure=measure, fallback=fallback)
+                preds, exits = simulate_cascade(
+                    probs, th, measure=measure, fallback=fallback
+                )
                 cases.append(
                     {
                         "thresholds": th,
@@ -101,9 +114,7 @@ def main():
         "num_samples": n,
         "num_classes": c,
         "probs": [[[float(v) for v in row] for row in p] for p in probs],
-        "confidence": {
-            m: [confidence(p, m).tolist() for p in probs] for m in MEASURES
-        },
+        "confidence": {m: [confidence(p, m).tolist() for p in probs] for m in MEASURES},
         "cases": cases,
     }
     OUT.write_text(json.dumps(doc) + "\n")
