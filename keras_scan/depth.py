@@ -1191,11 +1191,13 @@ def from_scan_model(
     cut = cut_at_exit(scan_model, chosen)
     full = cut_at_exit(scan_model, names[-1])
     info = {i["name"]: i for i in scan_model.exit_info}
-    blocks = []
-    try:
-        blocks = [t.name for t in residual_blocks(scan_model.backbone)]
-    except ValueError:
-        pass
+    # Block outputs by name, in graph order (not `residual_blocks`: a
+    # ScanModel's stage sub-models add nodes to its backbone's layers).
+    blocks = [
+        layer.name
+        for layer in scan_model.backbone.layers
+        if _BLOCK_NAME.fullmatch(layer.name)
+    ]
     layer = info[chosen]["layer"]
     report = {
         "mode": "from_run",
