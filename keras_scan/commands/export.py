@@ -118,7 +118,8 @@ def run(args):
     th_path = run_dir / runs.THRESHOLDS
     thresholds = None
     if th_path.is_file():
-        thresholds = thresholds_lib.Thresholds.load(th_path)
+        # As a dict: the manifest records it as coming from the search.
+        thresholds = thresholds_lib.Thresholds.load(th_path).to_dict()
     splits = runs.load_splits(run_dir, data_dir=args.data_dir)
     config = runs.load_config(run_dir)
     test = splits.test if args.eval_limit != 0 else None
