@@ -706,6 +706,7 @@ def grow(
     seed=0,
     test_data=None,
     blocks=None,
+    baseline_epochs=None,
     log=print,
 ):
     """Finds the optimal depth of a backbone by progressive depth expansion (ODN).
@@ -750,6 +751,12 @@ def grow(
         test_data: optional split like `val_data`: the chosen model's test
             accuracy goes into the report.
         blocks: optional list of block-output layer names. Defaults to `None`.
+        baseline_epochs: int or None. Also train the full-depth network
+            (pooling + Dense, standard initialisation, same data and
+            optimizer) from scratch, epoch by epoch, until its validation
+            accuracy reaches the grown model's (at most this many epochs),
+            and report its training cost next to the growth's
+            (`report["baseline"]`). Defaults to None (no baseline).
         log: callable taking a str, or None. Progress lines. Defaults to `print`.
 
     Returns:
@@ -779,6 +786,7 @@ def grow(
     patience = _check_int("patience", patience, 1)
     min_delta = _check_float("min_delta", min_delta, 0.0)
     max_epochs = _check_int("max_epochs", max_epochs, 1, allow_none=True)
+    baseline_epochs = _check_int("baseline_epochs", baseline_epochs, 1, allow_none=True)
     depth_step = _check_int("depth_step", depth_step, 1)
     batch_size = _check_int("batch_size", batch_size, 1)
     learning_rate = _check_float("learning_rate", learning_rate, 0.0, low_open=True)
@@ -926,8 +934,97 @@ def grow(
     }
     if test_data is not None:
         report["test_accuracy"] = round(_plain_accuracy(final, test_data), 6)
+    if baseline_epochs is not None:
+        # The same accuracy: the target when it was reached, else what the
+        # growth ended with.
+        baseline_target = target if reached else report["val_accuracy"]
+        say(
+            f"baseline: the full-depth network from scratch, until val accuracy "
+            f">= {baseline_target:.4f} (at most {baseline_epochs} epochs)"
+        )
+        report["baseline"] = _full_depth_baseline(
+            backbone,
+            net_backbone,
+            width,
+            num_classes,
+            blocks,
+            train_batches,
+            val_batches,
+            n_train,
+            baseline_target,
+            baseline_epochs,
+            learning_rate,
+            seed,
+            test_data,
+            say,
+        )
+        base = report["baseline"]
+        report["train_images_vs_baseline"] = round(
+            report["train_images"] / max(base["train_images"], 1), 6
+        )
+        report["train_macs_vs_baseline"] = round(
+            report["train_macs_estimate"] / max(base["train_macs_estimate"], 1), 6
+        )
     say(_summary(report))
     return final, report
+
+
+def _full_depth_baseline(
+    backbone,
+    net_backbone,
+    width,
+    num_classes,
+    blocks,
+    train_batches,
+    val_batches,
+    n_train,
+    target,
+    max_epochs,
+    learning_rate,
+    seed,
+    test_data,
+    say,
+):
+    """Trains the full-depth network from scratch until `target` val accuracy."""
+    keras.utils.set_random_seed(seed)
+    shape = tuple(net_backbone.inputs[0].shape[1:])
+    if isinstance(backbone, str):
+        fresh = cifar_resnet(
+            BACKBONES[backbone], width=width, input_shape=shape, name=backbone
+        )
+    elif isinstance(backbone, keras.Model):
+        fresh = keras.models.clone_model(backbone)
+    else:
+        fresh = backbone(shape)
+    net = GrowingNetwork(
+        fresh, num_classes, head="dense", blocks=blocks, warm_start=False
+    )
+    model = net.model(net.num_blocks)
+    _compile(model, learning_rate)
+    macs = cost.count_macs(model)
+    history = []
+    reached = False
+    started = time.time()
+    for _ in range(max_epochs):
+        model.fit(train_batches, epochs=1, verbose=0)
+        history.append(round(_accuracy(model, val_batches), 6))
+        say(f"  baseline epoch {len(history)}: val accuracy {history[-1]:.4f}")
+        if history[-1] >= target:
+            reached = True
+            break
+    out = {
+        "target_val_accuracy": target,
+        "reached": reached,
+        "epochs": len(history),
+        "train_images": int(len(history) * n_train),
+        "train_macs_estimate": int(3 * macs * n_train * len(history)),
+        "val_history": history,
+        "val_accuracy": history[-1],
+        "seconds": round(time.time() - started, 1),
+    }
+    if test_data is not None:
+        out["test_accuracy"] = round(_plain_accuracy(model, test_data), 6)
+    return out
 
 
 def _summary(report):
@@ -961,6 +1058,21 @@ def _summary(report):
             for k, v in red.items()
         ),
     ]
+    if "baseline" in report:
+        base = report["baseline"]
+        lines.append(
+            f"  full depth from scratch: {base['epochs']} epoch(s), "
+            f"{base['train_images']:,} images to val accuracy "
+            f"{base['val_accuracy']:.4f}"
+            + (
+                ""
+                if base["reached"]
+                else f" (never reached {base['target_val_accuracy']:.4f}: its "
+                "cost is a lower bound)"
+            )
+            + f"; growth used {report['train_images_vs_baseline']:.2f}x its "
+            f"images, {report['train_macs_vs_baseline']:.2f}x its training MACs"
+        )
     if report["mode"] == "grow":
         crit = report["criterion"]
         lines.append(
@@ -1272,6 +1384,17 @@ def plot_accuracy_vs_depth(report, path):
         )
         ax.set_xlabel(f"depth (residual blocks of {report['num_blocks']})")
         ax.set_xticks(list(range(1, report["num_blocks"] + 1)))
+        if "baseline" in report:
+            base = report["baseline"]
+            ax.scatter(
+                [report["num_blocks"]],
+                [base["val_accuracy"]],
+                marker="*",
+                s=120,
+                color="C1",
+                zorder=4,
+                label=f"full depth from scratch ({base['epochs']} epochs)",
+            )
         chosen_x = report["depth"]
         title = f"Progressive depth expansion: {report['backbone']}"
     else:
@@ -1295,6 +1418,6 @@ def plot_accuracy_vs_depth(report, path):
     )
     ax.set_ylabel("validation accuracy")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     return _savefig_atomic(fig, path)

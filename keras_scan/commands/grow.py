@@ -55,6 +55,7 @@ GROW_DEFAULTS = {
     "lr": 0.05,
     "augment": False,
     "seed": 0,
+    "baseline_epochs": None,
 }
 
 
@@ -163,6 +164,13 @@ def add_parser(subparsers):
         help="random crop + flip of training images",
     )
     g.add_argument("--seed", type=int, help="default 0")
+    g.add_argument(
+        "--baseline-epochs",
+        type=int,
+        help="also train the full-depth network from scratch until it matches the "
+        "grown model's val accuracy (at most N epochs) and report both training "
+        "costs (default: no baseline)",
+    )
     return p
 
 
@@ -225,6 +233,11 @@ def _check_args(args):
     if args.max_epochs is not None and args.max_epochs < 1:
         raise UserError(
             f"`--max-epochs` must be >= 1. Received: --max-epochs={args.max_epochs}"
+        )
+    if args.baseline_epochs is not None and args.baseline_epochs < 1:
+        raise UserError(
+            "`--baseline-epochs` must be >= 1. "
+            f"Received: --baseline-epochs={args.baseline_epochs}"
         )
     if args.lr <= 0:
         raise UserError(f"`--lr` must be > 0. Received: --lr={args.lr}")
@@ -313,6 +326,7 @@ def _train(args):
         augment=args.augment,
         seed=args.seed,
         test_data=splits.test,
+        baseline_epochs=args.baseline_epochs,
     )
     config = {"command": "grow", "mode": "grow"}
     config.update({k: getattr(args, k) for k in GROW_DEFAULTS})
