@@ -5,6 +5,7 @@ Public API (listed explicitly):
 
 from keras_scan import backbones, layers
 from keras_scan.builder import build
+from keras_scan.compact import compress
 from keras_scan.depth import cut_at_exit, grow
 from keras_scan.export import export
 from keras_scan.inference import ScalableInference
@@ -24,4 +25,5 @@ __all__ = [
     "search_thresholds",
     "grow",
     "cut_at_exit",
+    "compress",
 ]
