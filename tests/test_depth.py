@@ -64,6 +64,12 @@ def test_blocks_and_warm_start_are_found_from_the_graph():
     ]
     assert [layer.name for layer in net.block_layers(0)][-1] == "stem_relu"
     assert [layer.name for layer in net.block_layers(3)][-1] == "stage2_block1_out"
+    # Freezing converged blocks: the stem and blocks 1..2, not block 3.
+    net.set_frozen(2)
+    frozen = {layer.name for layer in net.backbone.layers if not layer.trainable}
+    assert {layer.name for d in (0, 1, 2) for layer in net.block_layers(d)} == frozen
+    net.set_frozen(0)
+    assert all(layer.trainable for layer in net.backbone.layers)
 
 
 @pytest.mark.parametrize("head", ["dense", "scan"])
