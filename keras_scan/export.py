@@ -782,6 +782,7 @@ def _evaluate_variant(folder, variant, test, keras_probs, rule, exit_costs):
         y,
         rule["values"],
         [e["macs"] for e in exit_costs],
+        full_macs=exit_costs[-1]["standalone_macs"],
         measure=rule["measure"],
         fallback=rule["fallback"],
     )
@@ -795,6 +796,7 @@ def _evaluate_variant(folder, variant, test, keras_probs, rule, exit_costs):
             "exit_shares": [float(s) for s in result["exit_shares"]],
             "stage_accuracy": [float(np.mean(p.argmax(1) == y)) for p in stage_probs],
             "mean_macs": float(result["mean_macs"]),
+            # vs the plain backbone (the final exit alone), as in the search.
             "speedup": None if speedup is None else float(speedup),
         },
     }

@@ -236,8 +236,12 @@ def bench(cascade, x, y, warmup=5):
             "accuracy": float(np.mean(labels == y)),
             "exit_shares": shares(exits),
             "mean_latency_ms": float(cascade_ms.mean()),
+            "median_latency_ms": float(np.median(cascade_ms)),
             "stage_mean_latency_ms": [
                 float(np.mean(t)) if t else None for t in stage_ms
+            ],
+            "stage_median_latency_ms": [
+                float(np.median(t)) if t else None for t in stage_ms
             ],
             "stage_runs": [len(t) for t in stage_ms],
             "requantized_links": list(cascade.requantized_links),
@@ -245,13 +249,18 @@ def bench(cascade, x, y, warmup=5):
         "full": {
             "accuracy": float(np.mean(exit_pred[k] == y)),
             "mean_latency_ms": full_ms,
+            "median_latency_ms": float(np.median(exit_ms[k])),
         },
         "speedup_vs_full": full_ms / float(cascade_ms.mean()),
+        # Medians resist other processes' load on a shared machine.
+        "median_speedup_vs_full": float(np.median(exit_ms[k]))
+        / float(np.median(cascade_ms)),
         "exit_models": [
             {
                 "index": e,
                 "accuracy": float(np.mean(exit_pred[e] == y)),
                 "mean_latency_ms": float(exit_ms[e].mean()),
+                "median_latency_ms": float(np.median(exit_ms[e])),
             }
             for e in range(k + 1)
         ],
@@ -259,6 +268,7 @@ def bench(cascade, x, y, warmup=5):
             "accuracy": float(np.mean(naive_pred == y)),
             "exit_shares": shares(naive_exit),
             "mean_latency_ms": float(naive_ms.mean()),
+            "median_latency_ms": float(np.median(naive_ms)),
         },
         "wall_s": elapsed,
     }
@@ -276,28 +286,34 @@ def cmd_bench(args):
         f"({report['measure']}, fallback {report['fallback']})"
     )
     print(
-        f"cascade: accuracy {c['accuracy']:.4f}, mean latency "
-        f"{c['mean_latency_ms']:.3f} ms, exit shares "
-        + ", ".join(f"{s:.3f}" for s in c["exit_shares"])
+        f"cascade: accuracy {c['accuracy']:.4f}, latency mean "
+        f"{c['mean_latency_ms']:.3f} ms / median {c['median_latency_ms']:.3f} ms, "
+        "exit shares " + ", ".join(f"{s:.3f}" for s in c["exit_shares"])
     )
     print(
-        f"full:    accuracy {f['accuracy']:.4f}, mean latency "
-        f"{f['mean_latency_ms']:.3f} ms -> cascade speedup "
-        f"{report['speedup_vs_full']:.2f}x"
+        f"full:    accuracy {f['accuracy']:.4f}, latency mean "
+        f"{f['mean_latency_ms']:.3f} ms / median {f['median_latency_ms']:.3f} ms "
+        f"-> cascade speedup {report['speedup_vs_full']:.2f}x (mean), "
+        f"{report['median_speedup_vs_full']:.2f}x (median)"
     )
     print(
         f"naive (exit models one after another): accuracy {naive['accuracy']:.4f}, "
-        f"mean latency {naive['mean_latency_ms']:.3f} ms"
+        f"latency mean {naive['mean_latency_ms']:.3f} ms / median "
+        f"{naive['median_latency_ms']:.3f} ms"
     )
     print(
-        "stage mean latency (ms): "
+        "stage latency mean / median (ms): "
         + ", ".join(
-            "-" if t is None else f"{t:.3f}" for t in c["stage_mean_latency_ms"]
+            "-" if t is None else f"{t:.3f}/{m:.3f}"
+            for t, m in zip(c["stage_mean_latency_ms"], c["stage_median_latency_ms"])
         )
     )
     print(
-        "exit model mean latency (ms): "
-        + ", ".join(f"{e['mean_latency_ms']:.3f}" for e in report["exit_models"])
+        "exit model latency mean / median (ms): "
+        + ", ".join(
+            f"{e['mean_latency_ms']:.3f}/{e['median_latency_ms']:.3f}"
+            for e in report["exit_models"]
+        )
     )
     if args.json:
         out = pathlib.Path(args.json)
