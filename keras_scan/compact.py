@@ -1040,21 +1040,9 @@ def compress_with_report(
         "macs": cost.count_macs(backbone),
         "params": cost.count_params(backbone),
     }
-    candidates = {}  # block -> kind -> {"macs", "params", "model"}
-    for b in blocks:
-        candidates[b.name] = {}
-        for kind in b.allowed():
-            if kind != "keep" and (b.name in pinned or kind in excluded[b.name]):
-                continue
-            model = _candidate_model(backbone, b, kind, nodes, bn_momentum)
-            entry = {
-                "macs": cost.count_macs(model),
-                "params": cost.count_params(model),
-                "model": None if kind == "keep" else model,
-            }
-            keep_cost = candidates[b.name].get("keep", entry)[metric]
-            if kind == "keep" or entry[metric] < keep_cost:
-                candidates[b.name][kind] = entry
+    candidates = _candidate_table(
+        backbone, blocks, nodes, pinned, excluded, metric, bn_momentum
+    )
     limit = fraction * teacher_cost[metric]
     smallest = teacher_cost[metric] - sum(
         c["keep"][metric] - min(e[metric] for e in c.values())
@@ -1086,7 +1074,7 @@ def compress_with_report(
     features.trainable = False
     n_probe = min(probe_images, len(x_val))
     x_probe = x_val[:n_probe]
-    sample = features.predict(x_train[: min(256, len(x_train))], verbose=0)
+    sample = _predict(features, x_train[: min(256, len(x_train))], batch_size)
     scales = {
         b.name: float(np.mean(np.square(sample[index[id(b.output_tensor)]]))) + 1e-8
         for b in blocks
@@ -1176,27 +1164,7 @@ def compress_with_report(
             f"{metric}, over the budget {limit:.0f}; please report this."
         )
     if is_scan:
-        config = frozen.get_config()
-        student = ScanModel(
-            student_backbone,
-            num_classes=config["num_classes"],
-            exits=config["exits"],
-            head=config["head"],
-            attention=config["attention"],
-            distillation=config["distillation"],
-            alpha=config["alpha"],
-            temperature=config["temperature"],
-            beta=config["beta"],
-            name=_student_name(frozen),
-        )
-        teacher_layers = {layer.name: layer for layer in frozen.layers}
-        backbone_names = {layer.name for layer in student_backbone.layers}
-        for layer in student.layers:
-            donor = teacher_layers.get(layer.name)
-            if layer.name in backbone_names or donor is None or not layer.weights:
-                continue
-            if [w.shape for w in donor.weights] == [w.shape for w in layer.weights]:
-                layer.set_weights(donor.get_weights())
+        student = _scan_student(frozen, student_backbone)
         kind, names = "logits", list(student.exit_names)
     else:
         student = student_backbone
@@ -1259,37 +1227,8 @@ def compress_with_report(
         "macs_ratio": student_cost["macs"] / teacher_cost["macs"],
         "params_ratio": student_cost["params"] / teacher_cost["params"],
         "blocks": [
-            {
-                "name": b.name,
-                "output_layer": b.output_layer,
-                "input_shape": list(b.input_shape),
-                "output_shape": list(b.output_shape),
-                "choice": choices[b.name],
-                "pinned": b.name in pinned,
-                "macs": {
-                    "teacher": int(candidates[b.name]["keep"]["macs"]),
-                    "student": int(candidates[b.name][choices[b.name]]["macs"]),
-                },
-                "params": {
-                    "teacher": int(candidates[b.name]["keep"]["params"]),
-                    "student": int(candidates[b.name][choices[b.name]]["params"]),
-                },
-                "candidates": {
-                    k: {
-                        "macs": int(e["macs"]),
-                        "params": int(e["params"]),
-                        "probe_error": errors[b.name].get(k),
-                    }
-                    for k, e in candidates[b.name].items()
-                },
-                "feature_error": None
-                if choices[b.name] == "keep"
-                else {
-                    "initial": initial.get(f"{b.name}/{choices[b.name]}"),
-                    "after_probe": errors[b.name][choices[b.name]],
-                    "after_blockwise": after.get(f"{b.name}/{choices[b.name]}"),
-                },
-            }
+            _block_report(b, choices[b.name], candidates, errors, initial, after)
+            | {"pinned": b.name in pinned}
             for b in blocks
         ],
         "settings": {
@@ -1327,6 +1266,96 @@ def compress_with_report(
         )
         seconds["scratch"] = report["scratch"]["seconds"]
     return student, report
+
+
+def _candidate_table(backbone, blocks, nodes, pinned, excluded, metric, bn_momentum):
+    """`{block: {kind: {"macs", "params", "model"}}}` of the usable candidates.
+
+    `keep` is always there (its model is `None`: the teacher's block); another
+    candidate only when allowed by the shapes, `keep` and `exclude`, and
+    cheaper than the teacher's block in the budget's `metric`.
+    """
+    table = {}
+    for b in blocks:
+        table[b.name] = {}
+        for kind in b.allowed():
+            if kind != "keep" and (b.name in pinned or kind in excluded[b.name]):
+                continue
+            model = _candidate_model(backbone, b, kind, nodes, bn_momentum)
+            entry = {
+                "macs": cost.count_macs(model),
+                "params": cost.count_params(model),
+                "model": None if kind == "keep" else model,
+            }
+            if kind == "keep" or entry[metric] < table[b.name]["keep"][metric]:
+                table[b.name][kind] = entry
+    return table
+
+
+def _scan_student(teacher, student_backbone):
+    """A `ScanModel` on the student backbone with the teacher's settings and taps.
+
+    Heads, attention modules and the final classifier start from the
+    teacher's weights (the taps keep their shapes, so they fit).
+    """
+    config = teacher.get_config()
+    student = ScanModel(
+        student_backbone,
+        num_classes=config["num_classes"],
+        exits=config["exits"],
+        head=config["head"],
+        attention=config["attention"],
+        distillation=config["distillation"],
+        alpha=config["alpha"],
+        temperature=config["temperature"],
+        beta=config["beta"],
+        name=_student_name(teacher),
+    )
+    teacher_layers = {layer.name: layer for layer in teacher.layers}
+    backbone_names = {layer.name for layer in student_backbone.layers}
+    for layer in student.layers:
+        donor = teacher_layers.get(layer.name)
+        if layer.name in backbone_names or donor is None or not layer.weights:
+            continue
+        if [w.shape for w in donor.weights] == [w.shape for w in layer.weights]:
+            layer.set_weights(donor.get_weights())
+    return student
+
+
+def _block_report(block, choice, candidates, errors, initial, after):
+    """The report entry of one block: choice, costs, errors."""
+    table = candidates[block.name]
+    key = f"{block.name}/{choice}"
+    return {
+        "name": block.name,
+        "output_layer": block.output_layer,
+        "input_shape": list(block.input_shape),
+        "output_shape": list(block.output_shape),
+        "choice": choice,
+        "macs": {
+            "teacher": int(table["keep"]["macs"]),
+            "student": int(table[choice]["macs"]),
+        },
+        "params": {
+            "teacher": int(table["keep"]["params"]),
+            "student": int(table[choice]["params"]),
+        },
+        "candidates": {
+            k: {
+                "macs": int(e["macs"]),
+                "params": int(e["params"]),
+                "probe_error": errors[block.name].get(k),
+            }
+            for k, e in table.items()
+        },
+        "feature_error": None
+        if choice == "keep"
+        else {
+            "initial": initial.get(key),
+            "after_probe": errors[block.name][choice],
+            "after_blockwise": after.get(key),
+        },
+    }
 
 
 def _allocate(blocks, candidates, errors, metric, total, limit):
