@@ -965,7 +965,9 @@ def grow(
             width,
             num_classes,
             blocks,
-            train_batches,
+            # A fresh pipeline with the same seed: the baseline sees the data
+            # in the order the growth saw it first.
+            _batched(train_data, batch_size, True, augment, seed),
             val_batches,
             n_train,
             baseline_target,
