@@ -15,7 +15,7 @@ RUN/tradeoff.png.
 """
 
 
-def _non_negative_float(text):
+def _finite_float(text):
     try:
         value = float(text)
     except ValueError:
@@ -44,7 +44,7 @@ def add_parser(subparsers):
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--max-accuracy-drop",
-        type=_non_negative_float,
+        type=_finite_float,
         default=None,
         metavar="PTS",
         help="cheapest thresholds losing at most PTS percentage points vs the final "
@@ -52,7 +52,7 @@ def add_parser(subparsers):
     )
     target.add_argument(
         "--budget-macs",
-        type=_non_negative_float,
+        type=_finite_float,
         default=None,
         metavar="N",
         help="most accurate thresholds with mean MACs per image <= N (e.g. 150e6)",
