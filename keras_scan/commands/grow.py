@@ -373,11 +373,13 @@ def _cut(args):
     val_accuracies = None
     if (src / runs.EVAL).is_file():
         payload = runs.read_json(src / runs.EVAL)
-        val_accuracies = depth.validation_accuracies(payload, model.exit_names)
+        if isinstance(payload, dict) and payload.get("model", runs.MODEL) == runs.MODEL:
+            val_accuracies = depth.validation_accuracies(payload, model.exit_names)
         if val_accuracies is None:
             print(
-                f"grow: {runs.EVAL} has no per-exit validation accuracies (exits "
-                "are chosen on validation, never test); measuring them now"
+                f"grow: {runs.EVAL} has no per-exit validation accuracies of "
+                f"{runs.MODEL} (exits are chosen on validation, never test); "
+                "measuring them now"
             )
     model_out, report = depth.from_scan_model(
         model,
@@ -443,10 +445,14 @@ def run(args):
         files.append(runs.HISTORY)
     print(f"grow: wrote {args.out}: {', '.join(files)}")
     if not report["reached"]:
+        held = (
+            "full-depth model"
+            if report["stopped_because"] == "full_depth"
+            else "deepest model trained"
+        )
         print(
             f"grow: the target {args.target_accuracy} was not reached; the run holds "
-            f"the {'full-depth model' if report['stopped_because'] == 'full_depth' else 'deepest model trained'}"
-            + (" (exit code 1: --strict)" if args.strict else "")
+            f"the {held}" + (" (exit code 1: --strict)" if args.strict else "")
         )
         if args.strict:
             return 1
