@@ -90,6 +90,8 @@ class _Signature:
             )
         (self.input_name,) = self.inputs
         self.input = self.inputs[self.input_name]
+        self.input_codec = quant.Codec(self.input)
+        self.probs_codec = quant.Codec(self.outputs["probs"])
 
     def __call__(self, value):
         return self.runner(**{self.input_name: value})
@@ -222,6 +224,13 @@ class Cascade:
                 self.stages[i - 1].outputs["features"], self.stages[i].input
             )
         ]
+        # Per link: None (feed the features unchanged) or (source, target) codecs.
+        self._links = [None] + [
+            (quant.Codec(self.stages[i - 1].outputs["features"]), stage.input_codec)
+            if i in self.requantized_links
+            else None
+            for i, stage in enumerate(self.stages[1:], start=1)
+        ]
         self._exit_models = None
 
     def _open(self, name):
@@ -319,16 +328,15 @@ class Cascade:
         start = time.perf_counter()
         stage_probs, latencies = [], []
         answer = None
-        value = quant.quantize(x, self.stages[0].input)
+        value = self.stages[0].input_codec.quantize(x)
         k = len(self.stages) - 1
         for i, stage in enumerate(self.stages):
             t0 = time.perf_counter()
-            if i > 0:
-                value = quant.requantize(
-                    value, self.stages[i - 1].outputs["features"], stage.input
-                )
+            link = self._links[i]
+            if link is not None:
+                value = link[1].quantize(link[0].dequantize(value))
             out = stage(value)
-            probs = quant.dequantize(out["probs"], stage.outputs["probs"])[0]
+            probs = stage.probs_codec.dequantize(out["probs"])[0]
             latencies.append((time.perf_counter() - t0) * 1e3)
             stage_probs.append(probs)
             if i < k:
@@ -390,8 +398,8 @@ class Cascade:
 
         def call(x):
             t0 = time.perf_counter()
-            out = model(quant.quantize(x, model.input))
-            probs = quant.dequantize(out["probs"], model.outputs["probs"])[0]
+            out = model(model.input_codec.quantize(x))
+            probs = model.probs_codec.dequantize(out["probs"])[0]
             return probs, (time.perf_counter() - t0) * 1e3
 
         return call

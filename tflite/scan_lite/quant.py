@@ -86,3 +86,33 @@ def requantize(q, src, dst):
     if same_quantization(src, dst):
         return q
     return quantize(dequantize(q, src), dst)
+
+
+class Codec:
+    """`quantize` / `dequantize` for one tensor with its constants resolved once.
+
+    The per-image hot path of the cascade: avoids re-reading the tensor
+    description on every call.
+    """
+
+    def __init__(self, tensor):
+        self.dtype = np.dtype(tensor["dtype"])
+        self.quantized = is_quantized(tensor)
+        self.scale = float(tensor["scale"])
+        self.zero_point = int(tensor["zero_point"])
+        if self.quantized:
+            info = np.iinfo(self.dtype)
+            self.low, self.high = info.min, info.max
+
+    def quantize(self, x):
+        if not self.quantized:
+            return np.asarray(x, dtype=self.dtype)
+        q = _round_half_away(np.asarray(x, np.float64) / self.scale) + self.zero_point
+        return np.clip(q, self.low, self.high).astype(self.dtype)
+
+    def dequantize(self, q):
+        if not self.quantized:
+            return np.asarray(q, dtype=np.float32)
+        return ((q.astype(np.float32) - self.zero_point) * self.scale).astype(
+            np.float32
+        )

@@ -144,3 +144,16 @@ def test_requantize():
     # Halves round away from zero, like LiteRT's quantize kernel.
     half = {"dtype": "int8", "scale": 1.0, "zero_point": 0}
     assert quant.quantize(np.array([0.5, -0.5, 1.5]), half).tolist() == [1, -1, 2]
+
+
+def test_requantizing_links_keep_the_results(monkeypatch, expected, images):
+    """Force the requantization path between every pair of stages."""
+    monkeypatch.setattr(quant, "same_quantization", lambda src, dst: False)
+    cascade = scan_lite.Cascade(EXPORT, variant="int8", stage_files=True)
+    assert cascade.requantized_links == [1, 2]
+    for image, case in zip(images, expected["variants"]["int8"]["cases"]):
+        r = cascade.run_all(image)
+        np.testing.assert_allclose(
+            np.stack(r.stage_probs), case["stage_probs"], atol=1e-7
+        )
+        assert (r.label, r.exit_index) == (case["label"], case["exit_index"])
