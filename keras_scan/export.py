@@ -13,8 +13,13 @@ EXPORT/
 ```
 Every model has batch size 1 and takes raw 0..255 pixels (the model normalises
 them itself). Several modes share one folder and one manifest (the mode is in
-each file name). The folder is written to a temporary sibling and renamed into
-place, so an exception mid-export leaves nothing behind.
+each file name; the first mode is the manifest's `default_variant`). int8
+models are fully integer: int8 (or, with `uint8_input=True`, uint8) image,
+features and probabilities, with each tensor's scale and zero point in the
+manifest. Without thresholds the export warns and records 1.0 for every exit,
+which never exits early (the cascade then always answers with the final exit).
+The folder is written to a temporary sibling and renamed into place, so an
+exception mid-export leaves nothing behind.
 
 Conversion goes through `keras.export.ExportArchive` (one SavedModel with an
 endpoint per artifact) and `tf.lite.TFLiteConverter.from_saved_model` with

@@ -31,7 +31,10 @@ def test_testdata_manifest_is_valid(validator):
 def test_schema_copy_in_package_is_the_contract():
     contract = EXPORT.parents[1] / "manifest.schema.json"
     assert manifest_lib.SCHEMA.read_bytes() == contract.read_bytes()
-    assert json.loads(contract.read_text())["$schema"].endswith("2020-12/schema")
+    schema = json.loads(contract.read_text())
+    assert schema["$schema"].endswith("2020-12/schema")
+    jsonschema = pytest.importorskip("jsonschema")
+    jsonschema.Draft202012Validator.check_schema(schema)
 
 
 @pytest.mark.parametrize(
