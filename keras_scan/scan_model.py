@@ -163,6 +163,7 @@ class ScanModel(keras.Model):
             for n in self.exit_names
         }
         self._cached_stages = None
+        self._exit_info_cache = None
 
     # ------------------------------------------------------------------ info
     @property
@@ -183,6 +184,8 @@ class ScanModel(keras.Model):
         order (backbone prefix plus every head on the way); `standalone_macs`
         the cost of this exit alone (prefix plus its own head).
         """
+        if self._exit_info_cache is not None:
+            return [dict(row) for row in self._exit_info_cache]
         from keras_scan import cost
 
         info = []
@@ -216,7 +219,8 @@ class ScanModel(keras.Model):
                     "params": int(cost.count_params(self.exit_model(name))),
                 }
             )
-        return info
+        self._exit_info_cache = info  # the graph is fixed: count once
+        return [dict(row) for row in info]
 
     # ------------------------------------------------------------ sub-models
     def exit_model(self, name, probabilities=False):
