@@ -1,52 +1,83 @@
-"""The main job (`make demo`): train SCAN on Fashion-MNIST and report every exit.
+"""The main job (`make demo`): the whole product on real Fashion-MNIST, from the shell.
 
-Runs in a few minutes on 2 CPU cores: a narrow CIFAR ResNet18 on a subset of
-Fashion-MNIST (padded to 32x32x3), then per-exit test accuracy and cost.
+1. `keras-scan train`     SCAN on a narrow CIFAR ResNet18 (Fashion-MNIST padded to 32x32x3)
+2. `keras-scan evaluate`  accuracy, MACs and params of every exit (test split)
+3. `keras-scan search`    DEAP thresholds on the validation split
+4. `keras-scan evaluate --scalable`  early exit on the test split: accuracy, MAC speedup
+5. `keras-scan export`    int8 LiteRT models + manifest
+6. `scan-lite run`        the device-side cascade on a few test images
+
+Sized for a few minutes on 2 CPU cores (`--limit`, `--epochs`, `--width` to change it).
+Every command is printed before it runs, so you can rerun any step by hand.
 """
 
 import argparse
 import os
+import pathlib
+import shlex
+import subprocess
+import sys
 import time
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import numpy as np
 
-import keras  # noqa: E402
+BIN = pathlib.Path(sys.executable).parent
 
-import keras_scan  # noqa: E402
-from keras_scan import data  # noqa: E402
+
+def step(title, argv):
+    print(f"\n=== {title}\n$ {shlex.join(argv)}", flush=True)
+    start = time.time()
+    subprocess.run(argv, check=True)
+    print(f"--- {title}: {time.time() - start:.0f} s", flush=True)
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default="demo_out", help="output folder")
-    parser.add_argument("--limit", type=int, default=12000, help="training images")
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--width", type=int, default=16)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", default="demo_out", help="folder for the run and the export"
+    )
+    parser.add_argument(
+        "--limit", type=int, default=12000, help="training images (default 12000)"
+    )
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument(
+        "--width", type=int, default=16, help="CIFAR ResNet width (paper: 64)"
+    )
     args = parser.parse_args()
 
-    keras.utils.set_random_seed(0)
-    splits = data.load_dataset("fashion_mnist", 32, limit=args.limit)
-    print(splits)
-    backbone = keras_scan.backbones.cifar_resnet(18, width=args.width)
-    model = keras_scan.build(backbone, num_classes=splits.num_classes)
-    model.compile(
-        optimizer=keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
-        metrics=["accuracy"],
-    )
-    train = data.make_tf_dataset(splits.train, 64, training=True)
-    val = data.make_tf_dataset(splits.val, 256, training=False)
-    test = data.make_tf_dataset(splits.test, 256, training=False)
-    start = time.time()
-    model.fit(train, validation_data=val, epochs=args.epochs, verbose=2)
-    print(f"trained in {time.time() - start:.0f} s")
-    result = model.evaluate(test, verbose=0, return_dict=True)
-    print(f"\n{'exit':8} {'layer':20} {'test acc':>9} {'MACs (M)':>9}")
-    for info in model.exit_info:
-        acc = result[f"{info['name']}_accuracy"]
-        print(f"{info['name']:8} {info['layer']:20} {acc:9.4f} {info['macs'] / 1e6:9.1f}")
-    os.makedirs(args.out, exist_ok=True)
-    model.save(os.path.join(args.out, "model.keras"))
-    print(f"saved {os.path.join(args.out, 'model.keras')}")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    out = pathlib.Path(args.out)
+    run, export = out / "run", out / "export"
+    ks = str(BIN / "keras-scan")
+    # fmt: off
+    step("train", [ks, "train", "--backbone", "cifar_resnet18", "--width", str(args.width),
+                   "--dataset", "fashion_mnist", "--image-size", "32", "--limit", str(args.limit),
+                   "--epochs", str(args.epochs), "--batch-size", "64", "--out", str(run),
+                   "--verbose", "2", "--resume"])
+    step("evaluate", [ks, "evaluate", str(run)])
+    step("search", [ks, "search", str(run), "--max-accuracy-drop", "0.5"])
+    step("evaluate --scalable", [ks, "evaluate", str(run), "--scalable"])
+    step("export", [ks, "export", str(run), "--out", str(export), "--quantize", "int8",
+                    "--overwrite", "--eval-limit", "2000"])
+    # fmt: on
+
+    # A few real test images the model never saw, as .npy files (28x28 grey, as
+    # a phone camera crop would be fitted).
+    from keras_scan import data
+
+    images, labels = data.load_fashion_mnist()["test"]
+    paths = []
+    for i in range(6):
+        path = (
+            out
+            / f"test_{i}_{data.FASHION_MNIST_LABELS[labels[i]].replace('/', '-')}.npy"
+        )
+        np.save(path, images[i])
+        paths.append(str(path))
+    step("scan-lite run", [str(BIN / "scan-lite"), "run", str(export), "--fit", *paths])
+    print(f"\nDone. Run folder: {run}   export: {export}")
 
 
 if __name__ == "__main__":
