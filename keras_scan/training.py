@@ -822,6 +822,25 @@ def _backup_epoch(folder):
         return 0
 
 
+def _restore(model, folder):
+    """Where training in `folder` starts: `(initial_epoch, history rows)`.
+
+    BackupAndRestore's state when there is one (it restores the weights and
+    optimizer itself in `fit`); else `last.keras` and `history.csv` (a finished
+    run continued with `resume`, or a crash before the first backup); else
+    nothing: epoch 0.
+    """
+    history = _read_history(folder / runs.HISTORY)
+    epoch = _backup_epoch(folder)
+    if epoch:
+        return epoch, [r for r in history if int(r["epoch"]) < epoch]
+    if history and (folder / runs.LAST).is_file():
+        model.optimizer.build(model.trainable_variables)
+        model.load_weights(folder / runs.LAST)  # weights and optimizer state
+        return len(history), history
+    return 0, []
+
+
 def _tensorboard(folder, say):
     import importlib.util
 
@@ -977,14 +996,7 @@ def train(
     runs.write_json(work / runs.CONFIG, resolved)
 
     compile_model(model, make_optimizer(config, steps))
-    history = _read_history(work / runs.HISTORY)
-    if plan == "extend":
-        initial_epoch = len(history)
-        model.optimizer.build(model.trainable_variables)
-        model.load_weights(work / runs.LAST)
-    else:
-        initial_epoch = _backup_epoch(work)
-        history = [r for r in history if int(r["epoch"]) < initial_epoch]
+    initial_epoch, history = _restore(model, work)
     if initial_epoch:
         say(f"Continuing {run} after epoch {initial_epoch} of {config['epochs']}.")
     say(f"Training into {work} (renamed to {run} when done).")

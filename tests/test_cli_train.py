@@ -2,6 +2,7 @@
 Fashion-MNIST subsets, an image folder written from Fashion-MNIST, and tfds
 (`tfds.testing.mock_data`, no network); bad input leaves no run folder."""
 
+import importlib.util
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import numpy as np
 import pytest
 
 from keras_scan import cli, data, runs, training
+from keras_scan.thresholds import Thresholds
 
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
 TINY = ["--backbone", "cifar_resnet18", "--width", "8", "--batch-size", "64"]
@@ -94,6 +96,10 @@ def test_train_then_evaluate_fashion_mnist(tmp_path):
     config = runs.load_config(out)
     assert config["width"] == 8 and config["epochs"] == 1 and config["limit"] == 500
     assert config["lr"] == 0.1 and config["scaled_lr"] == 0.05  # batch 64
+    if importlib.util.find_spec("tensorboard"):
+        assert list((out / "logs" / "train").glob("events.out.tfevents.*"))
+    else:  # TensorFlow 2.21 does not install it: say so instead of failing.
+        assert "pip install tensorboard" in proc.stdout
 
     (out / runs.EVAL).unlink()
     proc = keras_scan_cli("evaluate", out)
@@ -114,6 +120,17 @@ def test_train_then_evaluate_fashion_mnist(tmp_path):
             expected[f"{e['name']}_accuracy"], abs=1e-6
         )
     assert result["num_examples"] == 500 and result["split"] == "test"
+
+    # --scalable: real early exit with the thresholds `keras-scan search` writes.
+    Thresholds([0.9, 0.9, 0.9]).save(out / runs.THRESHOLDS)
+    assert cli.main(["evaluate", str(out), "--scalable"]) == 0
+    scalable = json.loads((out / runs.EVAL).read_text())["scalable"]
+    final = result["exits"][-1]["accuracy"]
+    assert scalable["full_accuracy"] == pytest.approx(final, abs=1e-6)
+    assert scalable["num_samples"] == 500
+    # Each image costs between the first exit and all exits (cumulative MACs).
+    macs = [e["macs"] for e in result["exits"]]
+    assert macs[0] <= scalable["mean_macs"] <= macs[-1]
 
 
 def _write_image_folder(root, fashion_mnist, classes=(0, 1, 7), per_class=40):
