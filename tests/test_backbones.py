@@ -148,3 +148,14 @@ def test_bad_cifar_resnet_arguments():
         keras_scan.backbones.cifar_resnet(19)
     with pytest.raises(ValueError, match="input_shape"):
         keras_scan.backbones.cifar_resnet(18, input_shape=(4, 4, 3))
+
+
+def test_cut_points_unchanged_after_building_stage_models():
+    # Stage sub-models call the backbone's layers again (new inbound nodes); the
+    # backbone's own cut points must not change.
+    backbone = keras_scan.backbones.cifar_resnet(18, width=8)
+    before = [t.name for t in taps.cut_points(backbone)]
+    model = keras_scan.build(backbone, 10)
+    model.stage_models()
+    assert [t.name for t in taps.cut_points(model.backbone)] == before
+    assert len(before) == 20

@@ -131,6 +131,11 @@ def cut_points(model):
     for t in model.outputs:
         consumers[id(t)] = consumers.get(id(t), 0) + 1
 
+    # Calls per layer within THIS graph (a layer also used by another model,
+    # e.g. a stage sub-model, has more inbound nodes but is not shared here).
+    calls = {}
+    for node in nodes:
+        calls[id(node.operation)] = calls.get(id(node.operation), 0) + 1
     macs = cost.macs_to_tensors(model)
     input_height = model.inputs[0].shape[1]
     remaining = dict(consumers)
@@ -155,7 +160,7 @@ def cut_points(model):
             break  # the classifier top starts: no feature maps after it
         if type(op).__name__ in _NOT_TAPS:
             continue
-        if len(getattr(op, "_inbound_nodes", [])) > 1:
+        if calls[id(op)] > 1:
             continue  # a shared layer: its name does not identify one tensor
         found.append(
             Tap(
