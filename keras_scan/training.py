@@ -45,13 +45,13 @@ import numpy as np
 
 from keras_scan import data, runs
 from keras_scan.backbones import registry
+from keras_scan.layers import HEADS
 from keras_scan.scan_model import FINAL, ScanModel
 
 # Batch size the paper's learning rate is given for.
 REFERENCE_BATCH_SIZE = 128
 MONITOR = f"val_{FINAL}_accuracy"
 SCHEDULES = ("step", "cosine", "constant")
-HEADS = ("scan", "sepconv", "linear")
 BACKUP = "backup"
 LOGS = "logs"
 

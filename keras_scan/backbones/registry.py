@@ -206,7 +206,7 @@ def apply_preprocessing(mode, inputs):
             mean=list(_CAFFE_BGR_MEAN), variance=[1.0, 1.0, 1.0], name="preprocess"
         )(bgr)
     raise ValueError(
-        f"`mode` must be one of 'none', 'tf', 'torch', 'caffe'. Received: mode={mode!r}"
+        f"`mode` must be one of {PREPROCESSING_MODES[1:]}. Received: mode={mode!r}"
     )
 
 

@@ -25,7 +25,8 @@ history.csv, eval.json (test split) and logs/ (TensorBoard).
 
 def add_parser(subparsers):
     from keras_scan.backbones import registry
-    from keras_scan.training import DEFAULTS
+    from keras_scan.layers import HEADS
+    from keras_scan.training import DEFAULTS, SCHEDULES
 
     d = DEFAULTS
     p = subparsers.add_parser(
@@ -75,7 +76,7 @@ def add_parser(subparsers):
     )
     g.add_argument(
         "--head",
-        choices=("scan", "sepconv", "linear"),
+        choices=HEADS,
         help=f"exit head (default {d['head']}: the paper's)",
     )
     g.add_argument(
@@ -178,7 +179,7 @@ def add_parser(subparsers):
     )
     g.add_argument(
         "--schedule",
-        choices=("step", "cosine", "constant"),
+        choices=SCHEDULES,
         help="learning-rate schedule (default step)",
     )
     g.add_argument(
@@ -207,37 +208,6 @@ def add_parser(subparsers):
     return p
 
 
-SETTINGS = (
-    "backbone",
-    "width",
-    "weights",
-    "head",
-    "attention",
-    "distillation",
-    "alpha",
-    "temperature",
-    "beta",
-    "exits",
-    "no_exits",
-    "dataset",
-    "image_size",
-    "channels",
-    "val_fraction",
-    "seed",
-    "limit",
-    "data_dir",
-    "augment",
-    "epochs",
-    "batch_size",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "milestones",
-    "gamma",
-)
-
-
 def run(args):
     import sys
 
@@ -253,7 +223,8 @@ def run(args):
             evaluate=not args.no_eval,
             download=args.download,
             verbose="auto" if args.verbose is None else args.verbose,
-            **{k: getattr(args, k) for k in SETTINGS},
+            # Every setting has a flag of the same name (None when not given).
+            **{k: getattr(args, k) for k in training.DEFAULTS},
         )
     except training.TrainingStopped as e:
         print(f"keras-scan train: {e}", file=sys.stderr)
