@@ -55,7 +55,7 @@ def main():
     step("train", [ks, "train", "--backbone", "cifar_resnet18", "--width", str(args.width),
                    "--dataset", "fashion_mnist", "--image-size", "32", "--limit", str(args.limit),
                    "--epochs", str(args.epochs), "--batch-size", "64", "--out", str(run),
-                   "--verbose", "2", "--resume"])
+                   "--verbose", "2"])
     step("evaluate", [ks, "evaluate", str(run)])
     step("search", [ks, "search", str(run), "--max-accuracy-drop", "0.5"])
     step("evaluate --scalable", [ks, "evaluate", str(run), "--scalable"])

@@ -11,6 +11,7 @@ from keras_scan.export import export
 from keras_scan.inference import ScalableInference
 from keras_scan.scan_model import ScanModel
 from keras_scan.thresholds import search_thresholds
+from keras_scan.training import train
 
 __version__ = "0.1.0"
 
@@ -26,4 +27,5 @@ __all__ = [
     "grow",
     "cut_at_exit",
     "compress",
+    "train",
 ]
