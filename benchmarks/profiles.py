@@ -136,7 +136,7 @@ PROFILES = {
         width=16,
         limit=20000,
         test_limit=None,
-        epochs=4,
+        epochs=3,
         batch_size=128,
     ),
     # `make bench-gpu`: the paper's recipe in full, KERAS_BACKEND=jax, no

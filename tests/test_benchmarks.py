@@ -1,0 +1,266 @@
+"""benchmarks/run.py: the smoke profile end to end, and what its results.json holds.
+
+The smoke profile trains tiny models (numbers are meaningless), so these tests
+check the structure and the relations that must hold whatever the accuracy:
+costs that add up, speedups bounded by the ceiling, Keras early exit agreeing
+with the simulated cascade, file sizes, positive timings, a rerun that
+recomputes a section from the saved model and finds the same thresholds.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+RUN = ROOT / "benchmarks" / "run.py"
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import accuracy, profiles  # noqa: E402
+
+SECTIONS = ("accuracy", "scalable", "litert", "training_cost", "seeds")
+
+
+def _run(*args, timeout=1800):
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    env.pop("KERAS_BACKEND", None)
+    start = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, str(RUN), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "smoke"
+    _, seconds = _run("--profile", "smoke", "--out", str(out), "--quiet")
+    print(f"smoke profile: {seconds:.0f} s")
+    return out, json.loads((out / "results.json").read_text())
+
+
+def _close(a, b, rel=1e-6):
+    return abs(a - b) <= rel * max(abs(a), abs(b), 1.0)
+
+
+@pytest.mark.slow
+def test_smoke_writes_every_section_report_and_plots(smoke):
+    out, r = smoke
+    assert r["profile"] == "smoke"
+    assert r["commands"][0].endswith(f"--profile smoke --out {out} --quiet")
+    assert set(r["sections"]) == set(SECTIONS)
+    assert all("skipped" not in r["sections"][s] for s in SECTIONS)
+    assert set(r["section_seconds"]) == set(SECTIONS)
+    assert all(v > 0 for v in r["section_seconds"].values())
+    assert r["duration_s"] >= sum(r["section_seconds"].values())
+    env = r["environment"]
+    assert env["backend"] == "tensorflow" and env["cpu_count"] >= 1
+    assert env["versions"]["keras"] and env["versions"]["tensorflow"]
+    assert r["seeds"]["data_split_and_weights"] == r["settings"]["seed"] == 0
+    assert r["settings"]["width"] == 8 and r["settings"]["epochs"] == 1
+    assert r["data"]["sizes"] == {"train": 900, "val": 100, "test": 500}
+    report = (out / "REPORT.md").read_text()
+    for title in ("## 1.", "## 2.", "## 3.", "## 4.", "## 5.", "## 6.", "## Run time"):
+        assert title in report
+    for plot in ("tradeoff.png", "latency.png"):
+        assert (out / plot).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    h = r["headline"]
+    assert (
+        h["scan_final_accuracy"]
+        == r["sections"]["accuracy"]["summary"]["scan_final_accuracy"]
+    )
+    assert h["ceiling_speedup"] == r["sections"]["scalable"]["ceiling_speedup"]
+
+
+@pytest.mark.slow
+def test_smoke_accuracy_section(smoke):
+    _, r = smoke
+    sec = r["sections"]["accuracy"]
+    variants = sec["variants"]
+    assert list(variants) == r["settings"]["variants"]
+    scan, plain = variants["scan"], variants["plain"]
+    assert [e["name"] for e in scan["exits"]] == ["exit_0", "exit_1", "exit_2", "final"]
+    assert [e["name"] for e in plain["exits"]] == ["final"]
+    for v in variants.values():
+        assert all(0 <= e["accuracy"] <= 1 for e in v["exits"])
+        assert v["num_test"] == 500 and len(v["epoch_seconds"]) == 1
+        assert v["command"].startswith("keras-scan train --width 8 --limit 1000")
+    # Answering later costs more; the final exit alone costs what the plain
+    # backbone costs (same graph), less than the whole multi-exit model.
+    macs = [e["macs"] for e in scan["exits"]]
+    assert macs == sorted(macs) and len(set(macs)) == len(macs)
+    assert scan["final_macs"] == plain["final_macs"] < macs[-1]
+    assert 0 <= scan["ensemble"]["accuracy"] <= 1 and plain["ensemble"] is None
+    assert "--no-exits" in plain["command"]
+    assert "--head linear" in variants["linear_head"]["command"]
+
+
+@pytest.mark.slow
+def test_smoke_scalable_section_is_consistent(smoke):
+    _, r = smoke
+    sec = r["sections"]["scalable"]
+    exit_macs = sec["exit_macs"]
+    assert sec["plain_backbone_macs"] == sec["plain_variant_macs"]
+    assert _close(sec["ceiling_speedup"], sec["plain_backbone_macs"] / exit_macs[0])
+    assert set(sec["points"]) == {"no_loss", "drop_0.5pt"}
+    for label, p in sec["points"].items():
+        t = p["test"]
+        assert len(p["thresholds"]) == 3
+        assert all(0 <= v <= 1 for v in p["thresholds"])
+        assert _close(sum(t["exit_shares"]), 1.0)
+        mean = sum(s * m for s, m in zip(t["exit_shares"], exit_macs))
+        assert _close(t["mean_macs"], mean)
+        assert _close(t["speedup"], sec["plain_backbone_macs"] / mean)
+        assert t["speedup"] <= sec["ceiling_speedup"] + 1e-9
+        assert p["source"] in ("ga", "global_threshold")
+        assert {"ga", "global"} <= set(p["val"])
+        # Real early exit in Keras answers like the simulated cascade.
+        k = sec["keras"][label]
+        assert _close(k["mac_speedup"], t["speedup"])
+        assert abs(k["accuracy"] - t["accuracy"]) <= 2 / sec["num_test"]
+        assert k["full_accuracy"] == pytest.approx(sec["scan_final_test_accuracy"])
+        assert k["wall_time_s"] > 0 and k["full_wall_time_s"] > 0
+        assert _close(k["wall_over_mac_speedup"], k["wall_speedup"] / k["mac_speedup"])
+
+
+@pytest.mark.slow
+def test_smoke_litert_section(smoke):
+    _, r = smoke
+    sec = r["sections"]["litert"]
+    assert sec["modes"] == ["int8"] and sec["thresholds_from"] == "drop_0.5pt"
+    v = sec["variants"]["int8"]
+    sizes = v["files_bytes"]
+    names = ["exit_0", "exit_1", "exit_2", "full"] + [f"stage_{i}" for i in range(4)]
+    assert all(sizes[n] > 0 for n in names + ["cascade"])
+    assert sizes["cascade"] > max(sizes[f"stage_{i}"] for i in range(4))
+    assert [e["name"] for e in v["exit_accuracy"]] == [
+        "exit_0",
+        "exit_1",
+        "exit_2",
+        "final",
+    ]
+    for e in v["exit_accuracy"]:
+        assert 0 <= e["accuracy"] <= 1
+        assert _close(e["drop_pt"], 100 * (e["keras_accuracy"] - e["accuracy"]))
+    ms = v["latency_ms"]
+    assert ms["cascade_mean"] > 0 and ms["full_mean"] > 0
+    assert len(ms["exit_models_mean"]) == 4 and all(
+        t > 0 for t in ms["exit_models_mean"]
+    )
+    assert v["stage_runs"][0] == v["bench_images"] == 50
+    assert _close(v["speedup_vs_full"], ms["full_mean"] / ms["cascade_mean"])
+    assert _close(
+        v["measured_over_mac_speedup"], v["speedup_vs_full"] / v["mac_speedup"]
+    )
+    assert v["mac_speedup"] <= r["sections"]["scalable"]["ceiling_speedup"] + 1e-9
+
+
+@pytest.mark.slow
+def test_smoke_training_cost_and_seed_methods(smoke):
+    _, r = smoke
+    tc = r["sections"]["training_cost"]
+    assert tc["median_step_s"]["plain"] > 0 and tc["median_step_s"]["scan"] > 0
+    assert _close(
+        tc["ratio_scan_over_plain"],
+        tc["median_step_s"]["scan"] / tc["median_step_s"]["plain"],
+    )
+    assert tc["params"]["scan"] > tc["params"]["plain"]
+    assert len(tc["rounds"]) == 2
+    for kind in ("plain", "scan"):
+        m = tc["memory"][kind]
+        assert m["method"] in ("VmHWM after clear_refs", "ru_maxrss")
+        assert m["peak_rss_mib"] >= m["rss_before_model_mib"] > 0
+    seeds = r["sections"]["seeds"]
+    c = seeds["compress"]
+    assert c["macs_ratio"] <= c["budget"]["fraction"] + 1e-9
+    assert c["teacher_variant"] == "plain"
+    for who in ("teacher", "student"):
+        assert 0 <= c[who]["accuracy"]["test"]["final"] <= 1
+    assert 0 <= c["scratch"]["accuracy"]["test"]["final"] <= 1
+    assert c["student"]["macs"] < c["teacher"]["macs"]
+    g = seeds["grow"]
+    assert 1 <= g["depth"] <= g["num_blocks"] == 8
+    assert g["chosen"]["params"] <= g["full"]["params"]
+    assert [s["depth"] for s in g["steps"]] == [1, 5]
+    assert 0 <= g["test_accuracy"] <= 1
+
+
+@pytest.mark.slow
+def test_resume_recomputes_a_section_from_the_saved_model(smoke):
+    out, r = smoke
+    results = json.loads((out / "results.json").read_text())
+    del results["sections"]["scalable"]
+    (out / "results.json").write_text(json.dumps(results))
+    proc, _ = _run(
+        "--profile",
+        "smoke",
+        "--out",
+        str(out),
+        "--resume",
+        "--sections",
+        "accuracy,scalable",
+    )
+    assert "accuracy: reused" in proc.stdout
+    again = json.loads((out / "results.json").read_text())
+    before, after = r["sections"]["scalable"], again["sections"]["scalable"]
+    # Same cached probabilities, same seed: the same thresholds and test figures.
+    for label in before["points"]:
+        assert (
+            after["points"][label]["thresholds"]
+            == before["points"][label]["thresholds"]
+        )
+        assert after["points"][label]["test"] == before["points"][label]["test"]
+    assert again["sections"]["accuracy"] == r["sections"]["accuracy"]
+    assert len(again["commands"]) == 2
+
+
+def test_profile_overrides_are_parsed_checked_and_recorded():
+    s = profiles.resolve(
+        "cpu",
+        ["epochs=2", "variants=scan,plain", "compress.enabled=false", "width=8"],
+    )
+    assert s["epochs"] == 2 and s["width"] == 8
+    assert s["variants"] == ["scan", "plain"]
+    assert s["compress"]["enabled"] is False
+    assert s["overrides"] == {
+        "epochs": 2,
+        "variants": ["scan", "plain"],
+        "compress.enabled": False,
+        "width": 8,
+    }
+    assert profiles.resolve("cpu")["epochs"] != 2  # the profile itself is untouched
+    with pytest.raises(ValueError, match="Unknown setting 'epoch'"):
+        profiles.resolve("cpu", ["epoch=2"])
+    with pytest.raises(ValueError, match="key=value"):
+        profiles.resolve("cpu", ["epochs"])
+    with pytest.raises(ValueError, match="`variants` must include 'scan'"):
+        profiles.resolve("cpu", ["variants=plain"])
+    with pytest.raises(ValueError, match="compress.teacher"):
+        profiles.resolve("cpu", ["variants=scan", "compress.teacher=plain"])
+    with pytest.raises(ValueError, match="profile"):
+        profiles.resolve("tpu")
+
+
+def test_variant_configs_use_the_training_recipe():
+    s = profiles.resolve("cpu")
+    scan = accuracy.variant_config(s, "scan")
+    assert scan["width"] == 16 and scan["limit"] == 20000 and scan["epochs"] == 3
+    assert scan["schedule"] == "step" and scan["lr"] == 0.1
+    assert accuracy.variant_config(s, "plain")["no_exits"] is True
+    assert accuracy.variant_config(s, "no_feature_loss")["beta"] == 0.0
+    cmd = accuracy.cli_command(accuracy.variant_config(s, "no_distillation"), "nd")
+    assert cmd == (
+        "keras-scan train --width 16 --limit 20000 --epochs 3 --no-distill --out runs/nd"
+    )
+    gpu = accuracy.variant_config(profiles.resolve("gpu"), "scan")
+    assert (gpu["width"], gpu["limit"], gpu["epochs"]) == (64, None, 24)
