@@ -144,7 +144,7 @@ def train_variant(ctx, name):
 def _save_scan(ctx, model):
     folder = ctx.scan_dir
     folder.mkdir(parents=True, exist_ok=True)
-    model.save(folder / "model.keras")
+    model.save(folder / "model.keras", include_optimizer=False)
     splits = ctx.splits
     batch = ctx.settings["keras_batch_size"]
     val_probs, val_labels = inference.collect_probs(model, splits.val, batch)
@@ -192,7 +192,7 @@ def run(ctx, resume=False):
                 ctx.trained[name] = model
             if name == "plain":  # a teacher for section 6
                 (ctx.work / name).mkdir(parents=True, exist_ok=True)
-                model.save(ctx.work / name / "model.keras")
+                model.save(ctx.work / name / "model.keras", include_optimizer=False)
             common.write_json(ctx.work / name / "variant.json", record)
             del model
         variants[name] = record

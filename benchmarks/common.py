@@ -157,7 +157,10 @@ def environment():
 def tensorflow_available():
     import importlib.util
 
-    return importlib.util.find_spec("tensorflow") is not None
+    try:
+        return importlib.util.find_spec("tensorflow") is not None
+    except (ImportError, ValueError):
+        return False
 
 
 def peak_rss_mib():
@@ -210,6 +213,12 @@ class Context:
         from keras_scan import data
 
         s = self.settings
+        data_dir = s.get("data_dir")
+        if data_dir and not pathlib.Path(data_dir).is_dir():
+            # e.g. --from-gpu: the GPU machine's folder; the same files are
+            # found here by keras_scan.data's search.
+            self.log(f"data_dir {data_dir} is not here; searching the usual places")
+            data_dir = None
         splits = data.load_dataset(
             s["dataset"],
             s["image_size"],
@@ -217,6 +226,7 @@ class Context:
             val_fraction=s["val_fraction"],
             seed=s["seed"],
             limit=s["limit"],
+            data_dir=data_dir,
         )
         if s.get("test_limit"):
             x, y = splits.test

@@ -26,6 +26,9 @@ EXPORT_MODES = ["float32", "float16", "dynamic", "int8"]
 
 _COMMON = {
     "dataset": "fashion_mnist",
+    # Where the Fashion-MNIST IDX files are (None: keras_scan.data's search:
+    # /usr/share/datasets/fashion-mnist, the Keras cache).
+    "data_dir": None,
     "backbone": "cifar_resnet18",
     "image_size": 32,
     "channels": 3,

@@ -8,7 +8,12 @@ def _pct(v, digits=2):
 
 
 def _num(v, fmt="{:.2f}"):
-    return "–" if v is None else fmt.format(v)
+    if v is None:
+        return "–"
+    text = fmt.format(v)
+    if text.lstrip("+-").strip("0.") == "":  # no "-0.00"
+        text = fmt.format(0.0)
+    return text
 
 
 def _mega(v):
@@ -105,6 +110,15 @@ def _header(results):
         f"{v.get('jax')}, ai-edge-litert {v.get('ai-edge-litert')}, DEAP "
         f"{v.get('deap')} |",
         f"| git | {env['git'].get('commit')} |",
+    ]
+    exp = results.get("environment_export")
+    if exp:
+        lines.append(
+            f"| export + LiteRT machine | {exp['cpu']}, {exp['cpu_cores_usable']} "
+            f"usable cores; TensorFlow {exp['versions'].get('tensorflow')}, "
+            f"ai-edge-litert {exp['versions'].get('ai-edge-litert')} |"
+        )
+    lines += [
         f"| model | {s['backbone']} width {s['width']}, {s['image_size']}x"
         f"{s['image_size']}x{s['channels']} |",
         f"| data | {s['dataset']}: {results['data']['sizes']} (limit {s['limit']}, "
@@ -210,7 +224,9 @@ def _scalable(sec):
             f"{_pct(p['test_global']['accuracy'])} | "
             f"{_num(p['test_global']['speedup'])}x |"
         )
-    lines += ["", "![accuracy vs MACs](tradeoff.png)", ""]
+    if sec["plots"].get("tradeoff"):
+        lines += ["", "![accuracy vs MACs](tradeoff.png)"]
+    lines.append("")
     return lines
 
 
@@ -255,7 +271,8 @@ def _speed(results):
         lines.append("")
     elif results["sections"].get("litert", {}).get("skipped"):
         lines += [f"LiteRT: skipped ({results['sections']['litert']['skipped']}).", ""]
-    lines += ["![latency](latency.png)", ""]
+    if results.get("latency_plot"):
+        lines += ["![latency](latency.png)", ""]
     return lines
 
 
@@ -301,8 +318,9 @@ def _export(lt):
         )
     lines += [
         "",
-        "Test accuracy per exit (%) of the exported model vs Keras on the same "
-        f"images ({lt['variants'][modes[0]]['export_eval_images']}), drop in points:",
+        "Test accuracy per exit (%) of the exported model on the first "
+        f"{lt['variants'][modes[0]]['export_eval_images']} test images (batch 1), "
+        "in brackets its change vs the Keras model on the same images (points):",
         "",
         "| mode | " + " | ".join(exits) + " |",
         "|---" * (k + 1) + "|",
@@ -439,6 +457,13 @@ def _seeds(sd):
 
 def markdown(results):
     lines = _header(results) + [""]
+    skipped = {
+        k: v["skipped"] for k, v in results["sections"].items() if "skipped" in v
+    }
+    if skipped:
+        lines += ["Not measured in this run:", ""]
+        lines += [f"- {k}: {why}" for k, why in skipped.items()]
+        lines.append("")
     acc = _section(results, "accuracy")
     if acc:
         lines += _accuracy(acc) + [""]
@@ -475,7 +500,17 @@ def markdown(results):
 
 
 def latency_plot(results, path):
-    """Bars: LiteRT latency per exit model / cascade per mode; Keras per image."""
+    """Bars: LiteRT latency per exit model / cascade per mode; Keras per image.
+
+    Returns the path written, or None (nothing to plot, or no matplotlib).
+    """
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("matplotlib") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

@@ -78,6 +78,11 @@ def parse_args(argv=None):
         "export and LiteRT on the SCAN model it saved; writes into DIR unless "
         "--out is given",
     )
+    p.add_argument(
+        "--report-only",
+        action="store_true",
+        help="only rewrite REPORT.md and latency.png from <out>/results.json",
+    )
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.sections = [s for s in args.sections.split(",") if s]
@@ -88,7 +93,9 @@ def parse_args(argv=None):
 
 
 def _command(argv):
-    return "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in argv)
+    backend = os.environ.get("KERAS_BACKEND")
+    prefix = f"KERAS_BACKEND={backend} " if backend else ""
+    return prefix + "python benchmarks/run.py " + " ".join(shlex.quote(a) for a in argv)
 
 
 def main(argv=None):
@@ -111,16 +118,28 @@ def main(argv=None):
 
     from benchmarks import common, profiles, report
 
+    if args.report_only:
+        results = json.loads((out / RESULTS).read_text())
+        _write_report(results, out, report)
+        return results
     if args.from_gpu:
         settings = previous["settings"]
     else:
         settings = profiles.resolve(args.profile, args.set)
     if args.resume and (out / RESULTS).is_file():
         previous = json.loads((out / RESULTS).read_text())
-        if previous.get("settings") != json.loads(
-            json.dumps(common.jsonable(settings))
-        ):
-            print("--resume: the settings differ from the saved run; starting over.")
+        new = json.loads(json.dumps(common.jsonable(settings)))
+        old = previous.get("settings", {})
+        changed = {k for k in set(old) | set(new) if old.get(k) != new.get(k)}
+        if changed <= {"variants", "overrides"}:
+            if changed:  # section 1 again, reusing the variants trained before
+                previous["sections"].pop("accuracy", None)
+                previous["settings"], previous["overrides"] = new, new["overrides"]
+        else:
+            print(
+                f"--resume: settings {sorted(changed)} differ from the saved run; "
+                "starting over."
+            )
             previous = None
 
     import keras
@@ -167,7 +186,9 @@ def main(argv=None):
         f"profile {args.profile}: {settings['backbone']} width {settings['width']}, "
         f"data {results['data']['sizes']}, backend {keras.backend.backend()}"
     )
-    selected = ["litert"] if args.from_gpu else args.sections
+    # A GPU run leaves LiteRT (no TensorFlow there), and the threshold search
+    # where DEAP is missing, to this machine.
+    selected = ["scalable", "litert"] if args.from_gpu else args.sections
     for name in SECTIONS:
         if name not in selected:
             continue
@@ -189,10 +210,16 @@ def main(argv=None):
         save()
     results["headline"] = report.headline(results)
     save()
-    report.latency_plot(results, out / "latency.png")
-    (out / REPORT).write_text(report.markdown(results) + "\n")
+    _write_report(results, out, report)
     ctx.log(f"wrote {out / RESULTS}, {out / REPORT}")
     return results
+
+
+def _write_report(results, out, report):
+    results["latency_plot"] = (
+        report.latency_plot(results, out / "latency.png") is not None
+    )
+    (out / REPORT).write_text(report.markdown(results) + "\n")
 
 
 def _run_section(name, ctx, args, settings, common):

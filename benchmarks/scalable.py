@@ -38,7 +38,21 @@ def _test_point(probs, labels, values, exit_macs, full_macs, measure, fallback):
     }
 
 
+def missing_module(name):
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is None
+    except (ImportError, ValueError):
+        return True
+
+
 def run(ctx):
+    if missing_module("deap"):
+        return {
+            "skipped": "DEAP is not installed (the threshold search needs it); "
+            f"complete it with `python benchmarks/run.py --from-gpu {ctx.out}`"
+        }
     s = ctx.settings
     model = ctx.model()
     cached = ctx.probs()
@@ -129,7 +143,7 @@ def run(ctx):
             "test_global": glob,
             "search": m["search"],
         }
-        if drop == max(s["accuracy_drops"]):
+        if drop == max(s["accuracy_drops"]) and not missing_module("matplotlib"):
             plot_path = ctx.out / "tradeoff.png"
             plots.plot_tradeoff(
                 th,
@@ -200,5 +214,5 @@ def run(ctx):
         "scan_final_test_accuracy": scan_final_test,
         "points": points,
         "keras": keras_runs,
-        "plots": {"tradeoff": "tradeoff.png"},
+        "plots": {"tradeoff": None if missing_module("matplotlib") else "tradeoff.png"},
     }
