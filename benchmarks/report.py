@@ -432,7 +432,9 @@ def _seeds(sd):
             f"({g['stopped_because']}); chose depth **{g['depth']} / "
             f"{g['num_blocks']}** blocks ({g['block']}), val accuracy "
             f"{_pct(g['val_accuracy'])} %, test {_pct(g.get('test_accuracy'))} %, "
-            f"{g['epochs']} epoch(s), {g['seconds']:.0f} s.",
+            f"{g['epochs']} epoch(s), {g['seconds']:.0f} s; best validation "
+            f"accuracy seen at depth {g['best_depth']} "
+            f"({_pct(g['best_val_accuracy'])} %).",
             "",
             "| | params | MACs | file (KiB) |",
             "|---|---|---|---|",

@@ -72,6 +72,11 @@ def parse_args(argv=None):
         "their settings match",
     )
     p.add_argument(
+        "--redo",
+        default="",
+        help="with --resume: comma-separated sections to measure again",
+    )
+    p.add_argument(
         "--from-gpu",
         metavar="DIR",
         help="complete a GPU run's results in DIR here (TensorFlow backend): "
@@ -86,7 +91,8 @@ def parse_args(argv=None):
     p.add_argument("--quiet", action="store_true")
     args = p.parse_args(argv)
     args.sections = [s for s in args.sections.split(",") if s]
-    bad = [s for s in args.sections if s not in SECTIONS]
+    args.redo = [s for s in args.redo.split(",") if s]
+    bad = [s for s in args.sections + args.redo if s not in SECTIONS]
     if bad:
         p.error(f"--sections: unknown {bad}; choose from {','.join(SECTIONS)}")
     return args
@@ -197,6 +203,7 @@ def main(argv=None):
             done is not None
             and "skipped" not in done
             and (args.resume or args.from_gpu)
+            and name not in args.redo
         ):
             ctx.log(f"{name}: reused from {out / RESULTS}")
             continue

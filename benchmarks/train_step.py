@@ -218,7 +218,11 @@ def run(ctx, config):
         plain, scan = build_pair(config, ctx.splits.num_classes)
         models = "built fresh with the recipe's optimizer"
     ctx.log(f"training_cost: step time plain vs SCAN, batch {b} ({models})")
+    # The timed steps train; section 6 needs the trained weights back.
+    saved = [plain.get_weights(), scan.get_weights()]
     result = side_by_side(plain, scan, x, y, s["rounds"], s["steps"], s["warmup"])
+    plain.set_weights(saved[0])
+    scan.set_weights(saved[1])
     result.update(
         {
             "what": (

@@ -184,6 +184,9 @@ def test_smoke_training_cost_and_seed_methods(smoke):
     c = seeds["compress"]
     assert c["macs_ratio"] <= c["budget"]["fraction"] + 1e-9
     assert c["teacher_variant"] == "plain"
+    # The teacher is section 1's model, unchanged by section 5's timed steps.
+    plain_accuracy = r["sections"]["accuracy"]["variants"]["plain"]["final_accuracy"]
+    assert abs(c["teacher"]["accuracy"]["test"]["final"] - plain_accuracy) <= 2 / 500
     for who in ("teacher", "student"):
         assert 0 <= c[who]["accuracy"]["test"]["final"] <= 1
     assert 0 <= c["scratch"]["accuracy"]["test"]["final"] <= 1
