@@ -7,6 +7,7 @@ from keras_scan import backbones, layers
 from keras_scan.builder import build
 from keras_scan.compact import compress
 from keras_scan.depth import cut_at_exit, grow
+from keras_scan.distribute import distribution
 from keras_scan.export import export
 from keras_scan.inference import ScalableInference
 from keras_scan.scan_model import ScanModel
@@ -28,4 +29,5 @@ __all__ = [
     "cut_at_exit",
     "compress",
     "train",
+    "distribution",
 ]

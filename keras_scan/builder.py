@@ -1,5 +1,6 @@
 """`keras_scan.build`: the one-call entry point."""
 
+from keras_scan import distribute
 from keras_scan.backbones.taps import check_functional
 from keras_scan.scan_model import ScanModel
 
@@ -41,7 +42,8 @@ def build(
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:
-        A `keras_scan.ScanModel`.
+        A `keras_scan.ScanModel`. Built inside `keras_scan.distribution(...)`,
+        it is prepared for it (global-batch BatchNorm on TensorFlow).
 
     Example:
     ```python
@@ -52,7 +54,7 @@ def build(
     ```
     """
     check_functional(model, "model")
-    return ScanModel(
+    scan = ScanModel(
         model,
         num_classes,
         exits=exits,
@@ -64,3 +66,5 @@ def build(
         beta=beta,
         name=name or f"scan_{getattr(model, 'name', 'model')}",
     )
+    active = distribute.current()
+    return active.prepare(scan) if active is not None else scan

@@ -42,6 +42,12 @@ def build_parser():
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if any(a.split("=")[0] == "--distribute" for a in (argv or sys.argv[1:])):
+        # TensorFlow's oneDNN CPU kernels corrupt memory (segfault, "double
+        # free") when several replicas run collectives in one process or
+        # across workers on CPU; GPUs do not use them. Must be set before
+        # TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=1 overrides it.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -1006,7 +1006,14 @@ def _as_tf_dataset(tf, split):
 
 
 def make_tf_dataset(
-    split, batch_size, *, training, augment=True, seed=0, shuffle_buffer=10000
+    split,
+    batch_size,
+    *,
+    training,
+    augment=True,
+    seed=0,
+    shuffle_buffer=10000,
+    drop_remainder=False,
 ):
     """Batches a split into a `tf.data.Dataset` for `fit` / `evaluate`.
 
@@ -1024,6 +1031,9 @@ def make_tf_dataset(
         seed: int. Defaults to `0`.
         shuffle_buffer: int. Shuffle buffer size (capped at the split's size).
             Defaults to `10000`.
+        drop_remainder: bool. Drop the last, smaller batch (distributed
+            training: every step splits a full global batch evenly). Defaults
+            to `False`.
 
     Returns:
         A batched, prefetched `tf.data.Dataset`.
@@ -1042,7 +1052,7 @@ def make_tf_dataset(
         n = int(ds.cardinality())
         buffer = max(1, min(int(shuffle_buffer), n) if n > 0 else int(shuffle_buffer))
         ds = ds.shuffle(buffer, seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     if training and augment:
         # Augment whole batches (vectorised: far cheaper than per-image maps).
         seeds = tf.data.Dataset.random(seed=seed, rerandomize_each_iteration=True)
@@ -1109,6 +1119,16 @@ class NumpyDataset(keras.utils.PyDataset):
         training: bool. Shuffle each epoch and augment.
         augment: bool. Crop + flip when training. Defaults to `True`.
         seed: int. Defaults to `0`.
+        drop_remainder: bool. Drop the last, smaller batch. Defaults to `False`.
+        multiple_of: int. Pad the last batch up to a multiple of this many rows
+            (copies of its last image) for devices that need equal shares (JAX
+            data-parallel); every batch then carries sample weights, 0 on the
+            padding, so metrics and the loss ignore it. Defaults to `1` (no
+            padding, no weights).
+        process_shard: `(index, count)`: yield only the index-th of `count`
+            contiguous parts of every batch (each process of a multi-process
+            JAX job feeds its own part of the global batch). Defaults to
+            `(0, 1)`.
         **kwargs: passed to `keras.utils.PyDataset` (`workers`,
             `use_multiprocessing`, `max_queue_size`).
 
@@ -1120,7 +1140,20 @@ class NumpyDataset(keras.utils.PyDataset):
     ```
     """
 
-    def __init__(self, x, y, batch_size, *, training, augment=True, seed=0, **kwargs):
+    def __init__(
+        self,
+        x,
+        y,
+        batch_size,
+        *,
+        training,
+        augment=True,
+        seed=0,
+        drop_remainder=False,
+        multiple_of=1,
+        process_shard=(0, 1),
+        **kwargs,
+    ):
         super().__init__(**kwargs)
         x, y = np.asarray(x), np.asarray(y)
         if x.ndim != 4 or y.ndim != 1 or len(x) != len(y) or not len(x):
@@ -1135,6 +1168,28 @@ class NumpyDataset(keras.utils.PyDataset):
         self.training = bool(training)
         self.augment = bool(augment)
         self.seed = int(seed)
+        self.drop_remainder = bool(drop_remainder)
+        if not isinstance(multiple_of, int) or multiple_of < 1:
+            raise ValueError(
+                f"`multiple_of` must be an int >= 1. Received: multiple_of={multiple_of!r}"
+            )
+        self.multiple_of = multiple_of
+        index, count = process_shard
+        uneven_last = not self.drop_remainder and multiple_of % count
+        if not 0 <= index < count or self.batch_size % count or uneven_last:
+            raise ValueError(
+                "`process_shard` must be (index, count) with 0 <= index < count, "
+                "count dividing `batch_size` and, unless `drop_remainder`, "
+                "`multiple_of`. Received: "
+                f"process_shard={process_shard!r}, batch_size={batch_size}, "
+                f"multiple_of={multiple_of}"
+            )
+        self.process_shard = (int(index), int(count))
+        if self.drop_remainder and len(self.y) < self.batch_size:
+            raise ValueError(
+                f"`batch_size` must not exceed the {len(self.y)} examples when "
+                f"dropping the last partial batch. Received: batch_size={batch_size}"
+            )
         self.epoch = 0
         self._order = self._epoch_order()
 
@@ -1144,6 +1199,8 @@ class NumpyDataset(keras.utils.PyDataset):
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
 
     def __len__(self):
+        if self.drop_remainder:
+            return len(self.y) // self.batch_size
         return math.ceil(len(self.y) / self.batch_size)
 
     def __getitem__(self, index):
@@ -1155,7 +1212,22 @@ class NumpyDataset(keras.utils.PyDataset):
         if self.training and self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             xb = _np_augment(xb, rng)
-        return xb, self.y[sel]
+        yb = self.y[sel]
+        if self.multiple_of == 1 and self.process_shard[1] == 1:
+            return xb, yb
+        weights = np.ones(len(yb), np.float32)
+        pad = -len(yb) % self.multiple_of
+        if pad:
+            xb = np.concatenate([xb, np.repeat(xb[-1:], pad, axis=0)])
+            yb = np.concatenate([yb, np.repeat(yb[-1:], pad)])
+            weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+        index, count = self.process_shard
+        if count > 1:
+            part = slice(index * len(yb) // count, (index + 1) * len(yb) // count)
+            xb, yb, weights = xb[part], yb[part], weights[part]
+        if self.multiple_of == 1:
+            return xb, yb
+        return xb, yb, weights
 
     def on_epoch_end(self):
         self.epoch += 1

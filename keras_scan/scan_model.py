@@ -3,6 +3,7 @@
 import keras
 from keras import ops
 
+from keras_scan import distribute
 from keras_scan.backbones import taps as taps_lib
 from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
 
@@ -335,7 +336,9 @@ class ScanModel(keras.Model):
                 loss = loss + self.beta * weighted_mean(sq)
             self._loss_trackers[name].update_state(loss)
             total = total + loss
-        return total
+        # Under tf.distribute each replica returns its share of the batch mean
+        # (the replicas' gradients are summed); a no-op otherwise.
+        return distribute.scale_loss(total)
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):
         labels = self._sparse_labels(y)
@@ -365,7 +368,10 @@ class ScanModel(keras.Model):
         return {
             "name": self.name,
             "trainable": self.trainable,
-            "backbone": keras.layers.serialize(self.backbone),
+            # Portable: no tf.distribute-only `synchronized` BatchNorm.
+            "backbone": distribute.portable_config(
+                keras.layers.serialize(self.backbone)
+            ),
             "num_classes": self.num_classes,
             "exits": self.exits,
             "head": self.head,

@@ -29,6 +29,7 @@ command after a crash or Ctrl-C continues from the last finished epoch with the
 same weights and optimizer state.
 """
 
+import contextlib
 import copy
 import csv
 import dataclasses
@@ -43,7 +44,7 @@ import sys
 import keras
 import numpy as np
 
-from keras_scan import data, runs
+from keras_scan import data, distribute, runs
 from keras_scan.backbones import registry
 from keras_scan.layers import HEADS
 from keras_scan.scan_model import FINAL, ScanModel
@@ -86,6 +87,8 @@ DEFAULTS = {
     "schedule": "step",
     "milestones": [0.375, 0.65, 0.9],
     "gamma": 0.1,
+    # Devices.
+    "distribute": None,
 }
 
 # Written to config.json for later commands, derived from the keys above;
@@ -99,6 +102,8 @@ DERIVED = (
     "sizes",
     "backend",
     "keras_scan_version",
+    "num_replicas",
+    "num_workers",
 )
 
 # Keys that shape the model's weights: a run can only be continued (`resume`)
@@ -115,8 +120,9 @@ ARCHITECTURE = (
     "dataset",
 )
 
-# Keys that do not change what is trained (where the data lives).
-_NOT_COMPARED = ("data_dir",)
+# Keys that do not change what is trained (where the data lives, on how many
+# devices: the same global batch trains the same model).
+_NOT_COMPARED = ("data_dir", "distribute")
 
 
 # ---------------------------------------------------------------------------
@@ -275,6 +281,10 @@ def _check_config(c):
         )
     if c["data_dir"] is not None:
         c["data_dir"] = str(c["data_dir"])
+    if c["distribute"] in ("none", "None", ""):
+        c["distribute"] = None
+    if c["distribute"] is not None:
+        distribute.check_mode(c["distribute"], "distribute")
     return c
 
 
@@ -451,14 +461,20 @@ def _uses_tf_data(splits):
     )
 
 
-def make_pipelines(splits, config, epoch=0):
+def make_pipelines(splits, config, epoch=0, distribution=None):
     """Batched train (shuffled, augmented) and validation inputs.
 
     `tf.data` on the TensorFlow backend (or when the data is a `tf.data`
     pipeline), else `keras_scan.data.NumpyDataset` (no TensorFlow, e.g. JAX).
     `epoch` reseeds the shuffle and augmentation of a resumed run.
+
+    Under a `distribution` every training step takes a full global batch (the
+    last partial batch of an epoch is dropped); on JAX the last validation
+    batch is padded to a multiple of the replicas with zero-weight rows, and
+    each process of a multi-worker job feeds its own part of every batch.
     """
     batch_size, seed = config["batch_size"], config["seed"] + 1000 * epoch
+    drop = distribution is not None
     if _uses_tf_data(splits):
         train = data.make_tf_dataset(
             splits.train,
@@ -466,24 +482,42 @@ def make_pipelines(splits, config, epoch=0):
             training=True,
             augment=config["augment"],
             seed=seed,
+            drop_remainder=drop,
         )
         val = data.make_tf_dataset(splits.val, batch_size, training=False)
     else:
+        shard = distribution.process_shard if drop else (0, 1)
         train = data.NumpyDataset(
             *splits.train,
             batch_size,
             training=True,
             augment=config["augment"],
             seed=seed,
+            drop_remainder=drop,
+            process_shard=shard,
         )
-        val = data.NumpyDataset(*splits.val, batch_size, training=False)
+        val = data.NumpyDataset(
+            *splits.val,
+            batch_size,
+            training=False,
+            multiple_of=distribution.num_replicas if drop else 1,
+            process_shard=shard,
+        )
     return train, val
 
 
-def _steps_per_epoch(splits, batch_size):
+def _steps_per_epoch(splits, batch_size, drop_remainder=False):
     n = data.num_examples(splits.train)
     if n is None:  # a tf.data pipeline of unknown length: count once
         n = sum(1 for _ in splits.train)
+    if drop_remainder:
+        if n < batch_size:
+            raise ValueError(
+                f"`batch_size` must not exceed the {n} training examples in "
+                "distributed training (each step takes a full global batch). "
+                f"Received: batch_size={batch_size}"
+            )
+        return n // batch_size
     return max(1, math.ceil(n / batch_size))
 
 
@@ -758,7 +792,8 @@ def _save_atomic(model, path):
     # Keras requires the `.keras` suffix on the temporary name too.
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
     try:
-        model.save(tmp)
+        with distribute.local_batchnorm(model):  # loadable on any backend
+            model.save(tmp)
         os.replace(tmp, path)
     finally:
         if tmp.exists():
@@ -959,7 +994,18 @@ def train(
                 f"epochs={config['epochs']}"
             )
 
-    # Check the data and the model before writing anything.
+    # Check the devices, the data and the model before writing anything.
+    dist = None
+    if config["distribute"] is not None:
+        dist = distribute.distribution(config["distribute"])
+        dist.check_batch_size(config["batch_size"])
+        say(
+            f"Distributed: {dist.mode} on {dist.backend}, {dist.num_replicas} "
+            f"replicas (worker {dist.worker_index} of {dist.num_workers}), global "
+            f"batch {config['batch_size']} = {config['batch_size'] // dist.num_replicas}"
+            " per replica."
+        )
+    scope = dist if dist is not None else contextlib.nullcontext()
     keras.utils.set_random_seed(config["seed"])
     splits = data.load_dataset(
         config["dataset"],
@@ -973,8 +1019,11 @@ def train(
     )
     for note in splits.notes:
         say(f"note: {note}")
-    model = make_model(config, splits.num_classes)
-    steps = _steps_per_epoch(splits, config["batch_size"])
+    steps = _steps_per_epoch(splits, config["batch_size"], drop_remainder=bool(dist))
+    with scope:
+        model = make_model(config, splits.num_classes)
+        if dist is not None:
+            dist.prepare(model)
     resolved = dict(
         config,
         scaled_lr=scaled_learning_rate(config["lr"], config["batch_size"]),
@@ -985,48 +1034,68 @@ def train(
         sizes=splits.sizes(),
         backend=keras.backend.backend(),
         keras_scan_version=_version(),
+        num_replicas=dist.num_replicas if dist else 1,
+        num_workers=dist.num_workers if dist else 1,
     )
 
-    # From here on only the work folder is written.
-    if plan == "fresh" and work.exists():
-        shutil.rmtree(work)
-    if plan == "extend":
-        shutil.copytree(run, work)
-    work.mkdir(parents=True, exist_ok=True)
-    runs.write_json(work / runs.CONFIG, resolved)
+    # From here on only the work folder is written (by the chief; the other
+    # workers of a multi-worker job write their own scratch folder).
+    chief = dist is None or dist.is_chief
+    folder = work if chief else _worker_folder(run, dist.worker_index)
+    if chief:
+        if plan == "fresh" and work.exists():
+            shutil.rmtree(work)
+        if plan == "extend":
+            shutil.copytree(run, work)
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
+        source = {"continue": work, "extend": run}.get(plan)
+        if source is not None:  # restore from the chief's state (shared disk)
+            shutil.copytree(source, folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    runs.write_json(folder / runs.CONFIG, resolved)
 
-    compile_model(model, make_optimizer(config, steps))
-    initial_epoch, history = _restore(model, work)
+    with scope:
+        compile_model(model, make_optimizer(config, steps))
+        initial_epoch, history = _restore(model, folder)
     if initial_epoch:
         say(f"Continuing {run} after epoch {initial_epoch} of {config['epochs']}.")
-    say(f"Training into {work} (renamed to {run} when done).")
+    say(f"Training into {folder} (renamed to {run} when done).")
 
-    train_ds, val_ds = make_pipelines(splits, config, epoch=initial_epoch)
+    train_ds, val_ds = make_pipelines(splits, config, initial_epoch, dist)
     fit_callbacks = [
         keras.callbacks.TerminateOnNaN(),
-        *_tensorboard(work, say),
-        RunCheckpoint(work, history),
-        keras.callbacks.BackupAndRestore(str(work / BACKUP), delete_checkpoint=False),
+        *(_tensorboard(folder, say) if chief else []),
+        RunCheckpoint(folder, history),
+        keras.callbacks.BackupAndRestore(str(folder / BACKUP), delete_checkpoint=False),
         *(callbacks or []),
     ]
-    model.fit(
-        train_ds,
-        validation_data=val_ds,
-        epochs=config["epochs"],
-        initial_epoch=initial_epoch,
-        shuffle=False,  # the pipelines shuffle (seeded)
-        callbacks=fit_callbacks,
-        verbose=verbose,
-    )
-    history = _read_history(work / runs.HISTORY)
+    with scope:
+        model.fit(
+            train_ds,
+            validation_data=val_ds,
+            epochs=config["epochs"],
+            initial_epoch=initial_epoch,
+            shuffle=False,  # the pipelines shuffle (seeded)
+            callbacks=fit_callbacks,
+            verbose=verbose if chief else 0,
+        )
+    history = _read_history(folder / runs.HISTORY)
     if len(history) < config["epochs"]:
         raise TrainingStopped(
             f"Training stopped after {len(history)} of {config['epochs']} epochs "
             f"(e.g. TerminateOnNaN: the loss became NaN; lower --lr). The "
-            f"interrupted run is in {str(work)!r}; {str(run)!r} was not written."
+            f"interrupted run is in {str(folder)!r}; {str(run)!r} was not written."
         )
+    if not chief:
+        shutil.rmtree(folder, ignore_errors=True)
+        say(f"Worker {dist.worker_index} finished; the chief writes {run}.")
+        return TrainResult(run, "trained", resolved, history, None, model)
 
-    model.load_weights(work / runs.MODEL)  # the best epoch
+    if dist is None:
+        model.load_weights(work / runs.MODEL)  # the best epoch
+    else:  # evaluate on one device, outside the distribution
+        model = keras.saving.load_model(work / runs.MODEL, compile=False)
     evaluation = None
     if evaluate:
         evaluation = evaluate_model(model, splits.test, config["batch_size"])
@@ -1036,6 +1105,11 @@ def train(
     _publish(work, run)
     say(f"Finished: {run}")
     return TrainResult(run, "trained", resolved, history, evaluation, model)
+
+
+def _worker_folder(run, index):
+    """The scratch folder a non-chief worker writes (removed when done)."""
+    return run.with_name(f".{run.name}.worker-{index}")
 
 
 def _version():

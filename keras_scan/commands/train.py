@@ -11,6 +11,8 @@ examples:
       --epochs 30 --out runs/photos
   keras-scan train --backbone resnet50 --dataset tfds:cifar100 --download --out runs/c100
   keras-scan train --config recipe.yaml --out runs/from_file
+  keras-scan train --backbone resnet50 --dataset tfds:imagenette --image-size 160 \
+      --batch-size 256 --distribute data-parallel --out runs/nette
 
 Every setting can also come from --config FILE (YAML or JSON, keys as the flags
 with underscores, e.g. `batch_size: 64`); flags given on the command line win.
@@ -190,6 +192,17 @@ def add_parser(subparsers):
     )
     g.add_argument(
         "--gamma", type=float, help=f"step-decay factor (default {d['gamma']})"
+    )
+
+    g = p.add_argument_group("devices")
+    g.add_argument(
+        "--distribute",
+        metavar="MODE",
+        help="data-parallel: all local GPUs (else CPU devices), the global "
+        "--batch-size split evenly across them; multi-worker: several machines "
+        "(TF_CONFIG on TensorFlow, KERAS_DISTRIBUTION_* on JAX). Keras' own "
+        "engines: keras.distribution (JAX), tf.distribute (TensorFlow). "
+        "Default: one device",
     )
 
     g = p.add_argument_group("output")
