@@ -187,7 +187,9 @@ class Distribution:
         else:
             if devices is None:
                 gpus = tf.config.list_logical_devices("GPU")
-                devices = [d.name for d in gpus or tf.config.list_logical_devices("CPU")]
+                devices = [
+                    d.name for d in gpus or tf.config.list_logical_devices("CPU")
+                ]
             strategy = tf.distribute.MirroredStrategy(devices=list(devices))
         self.engine = strategy
         self.num_replicas = int(strategy.num_replicas_in_sync)

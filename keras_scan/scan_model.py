@@ -315,8 +315,16 @@ class ScanModel(keras.Model):
                 )
             )
 
+        # Per-exit losses are tracked weighted by the examples in the batch, so
+        # an epoch's value is the mean over examples, however the batches are
+        # split (a smaller last batch, replicas, zero-weight padding).
+        count = (
+            ops.cast(ops.shape(labels)[0], "float32")
+            if sample_weight is None
+            else ops.sum(ops.cast(sample_weight, "float32"))
+        )
         total = cross_entropy(final_logits)
-        self._loss_trackers[FINAL].update_state(total)
+        self._loss_trackers[FINAL].update_state(total, sample_weight=count)
         for name in self.exit_names[:-1]:
             logits = y_pred[name]
             ce = cross_entropy(logits)
@@ -334,7 +342,7 @@ class ScanModel(keras.Model):
             if self.beta > 0 and features.shape[-1] == teacher_features.shape[-1]:
                 sq = ops.mean(ops.square(features - teacher_features), axis=-1)
                 loss = loss + self.beta * weighted_mean(sq)
-            self._loss_trackers[name].update_state(loss)
+            self._loss_trackers[name].update_state(loss, sample_weight=count)
             total = total + loss
         # Under tf.distribute each replica returns its share of the batch mean
         # (the replicas' gradients are summed); a no-op otherwise.

@@ -92,9 +92,7 @@ def main(mode, out):
             model, initial, logs = run(dist)
     path = os.path.join(tempfile.mkdtemp(), "model.keras")
     model.save(path)
-    arrays = {
-        f"initial/{w.path}": a for w, a in zip(model.weights, initial)
-    }
+    arrays = {f"initial/{w.path}": a for w, a in zip(model.weights, initial)}
     arrays.update(
         {f"final/{w.path}": keras.ops.convert_to_numpy(w.value) for w in model.weights}
     )
