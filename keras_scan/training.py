@@ -27,6 +27,11 @@ evaluation) finished, so `RUN` is never half-written. The work folder holds
 `keras.callbacks.BackupAndRestore` state (`backup/`), so rerunning the same
 command after a crash or Ctrl-C continues from the last finished epoch with the
 same weights and optimizer state.
+
+Several devices or machines: `distribute="data-parallel"` or `"multi-worker"`
+(`keras-scan train --distribute`) trains under `keras_scan.distribution`, with
+`batch_size` the global batch; only the chief writes the run folder (see
+`keras_scan.distribute`).
 """
 
 import contextlib
