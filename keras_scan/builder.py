@@ -15,6 +15,7 @@ def build(
     alpha=0.5,
     temperature=3.0,
     beta=1.0,
+    kd_loss="kl_t2",
     name=None,
 ):
     """Turns a functional Keras backbone into a SCAN multi-exit model.
@@ -39,6 +40,8 @@ def build(
         alpha: float in [0, 1]. KL weight. Defaults to 0.5.
         temperature: float > 0. Distillation temperature. Defaults to 3.0.
         beta: float >= 0. Feature (hint) loss weight. Defaults to 1.0.
+        kd_loss: str. `"kl_t2"`, `"kl"`, `"reverse_kl_t2"` or `"reverse_kl"`
+            (see `ScanModel`). Defaults to `"kl_t2"`.
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:
@@ -64,6 +67,7 @@ def build(
         alpha=alpha,
         temperature=temperature,
         beta=beta,
+        kd_loss=kd_loss,
         name=name or f"scan_{getattr(model, 'name', 'model')}",
     )
     active = distribute.current()

@@ -1,5 +1,7 @@
 """`ScanModel`: a multi-exit CNN trained by self-distillation (SCAN)."""
 
+import math
+
 import keras
 from keras import ops
 
@@ -8,6 +10,7 @@ from keras_scan.backbones import taps as taps_lib
 from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
 
 FINAL = "final"
+KD_LOSSES = ("kl_t2", "kl", "reverse_kl_t2", "reverse_kl")
 
 
 def _final_classifier(backbone, feature_map, num_classes):
@@ -78,10 +81,16 @@ class ScanModel(keras.Model):
         distillation: bool. Distil the final exit into the shallow ones; with
             `False` the shallow exits learn from labels only (deep
             supervision) and the KL term is zero. Defaults to `True`.
-        alpha: float in [0, 1]. Weight of the KL term vs CE. Defaults to 0.5.
+        alpha: float in [0, 1]. Weight of the distillation term vs CE.
+            Defaults to 0.5.
         temperature: float > 0. Softmax temperature T. Defaults to 3.0.
         beta: float >= 0. Weight of the feature (hint) loss; 0 disables it.
             Defaults to 1.0.
+        kd_loss: str. The distillation term: `"kl_t2"` (Hinton's
+            `T^2 KL(p_final^T || p_i^T)`, the SCAN paper's code), `"kl"` (the
+            same without the `T^2` factor, as in SCAN's journal version),
+            `"reverse_kl_t2"` / `"reverse_kl"` (`KL(p_i^T || p_final^T)`).
+            Defaults to `"kl_t2"`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -106,6 +115,7 @@ class ScanModel(keras.Model):
         alpha=0.5,
         temperature=3.0,
         beta=1.0,
+        kd_loss="kl_t2",
         **kwargs,
     ):
         taps_lib.check_functional(backbone, "backbone")
@@ -115,6 +125,10 @@ class ScanModel(keras.Model):
         _check_number("beta", beta, low=0.0)
         if head not in HEADS:
             raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}")
+        if kd_loss not in KD_LOSSES:
+            raise ValueError(
+                f"`kd_loss` must be one of {KD_LOSSES}. Received: kd_loss={kd_loss!r}"
+            )
 
         # === Layers ===
         taps = taps_lib.resolve_exits(backbone, exits)
@@ -151,6 +165,13 @@ class ScanModel(keras.Model):
         self.alpha = float(alpha)
         self.temperature = float(temperature)
         self.beta = float(beta)
+        self.kd_loss = kd_loss
+        # The share of `alpha` in force (1 = all of it): a training schedule
+        # (`keras_scan.training.DistillationWarmup`) ramps it from 0 so the
+        # exits learn from labels while the teacher is still untrained.
+        self.distill_scale = keras.Variable(
+            1.0, trainable=False, dtype="float32", name="distill_scale"
+        )
 
         self.exit_names = [f"exit_{i}" for i in range(len(taps))] + [FINAL]
         self._taps = taps
@@ -330,12 +351,13 @@ class ScanModel(keras.Model):
             ce = cross_entropy(logits)
             if self.distillation:
                 student_log_probs = ops.log_softmax(logits / T, axis=-1)
-                kl = ops.sum(
-                    ops.exp(teacher_log_probs)
-                    * (teacher_log_probs - student_log_probs),
-                    axis=-1,
+                kd = weighted_mean(
+                    _divergence(teacher_log_probs, student_log_probs, self.kd_loss)
                 )
-                loss = (1.0 - self.alpha) * ce + self.alpha * T**2 * weighted_mean(kl)
+                if self.kd_loss.endswith("_t2"):
+                    kd = kd * T**2
+                alpha = self.alpha * ops.cast(self.distill_scale, kd.dtype)
+                loss = (1.0 - alpha) * ce + alpha * kd
             else:
                 loss = ce
             features = y_pred[f"{name}_features"]
@@ -388,6 +410,7 @@ class ScanModel(keras.Model):
             "alpha": self.alpha,
             "temperature": self.temperature,
             "beta": self.beta,
+            "kd_loss": self.kd_loss,
         }
 
     @classmethod
@@ -399,8 +422,22 @@ class ScanModel(keras.Model):
         return cls(backbone=backbone, **config)
 
 
+def _divergence(teacher_log_probs, student_log_probs, kind):
+    """Per-example KL between the softened teacher and student distributions.
+
+    `"kl*"`: `KL(teacher || student)` (its student gradient is the soft
+    cross-entropy's); `"reverse_kl*"`: `KL(student || teacher)`.
+    """
+    if kind.startswith("reverse"):
+        p, q = student_log_probs, teacher_log_probs
+    else:
+        p, q = teacher_log_probs, student_log_probs
+    return ops.sum(ops.exp(p) * (p - q), axis=-1)
+
+
 def _check_number(name, value, low=None, high=None, low_open=False, integer=False):
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and math.isfinite(value)
     if ok and integer:
         ok = float(value).is_integer()
     if ok and low is not None:

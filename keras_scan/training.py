@@ -52,7 +52,7 @@ import numpy as np
 from keras_scan import data, distribute, runs
 from keras_scan.backbones import registry
 from keras_scan.layers import HEADS
-from keras_scan.scan_model import FINAL, ScanModel
+from keras_scan.scan_model import FINAL, KD_LOSSES, ScanModel
 
 # Batch size the paper's learning rate is given for.
 REFERENCE_BATCH_SIZE = 128
@@ -72,6 +72,8 @@ DEFAULTS = {
     "alpha": 0.5,
     "temperature": 3.0,
     "beta": 1.0,
+    "kd_loss": "kl_t2",
+    "distill_warmup": 0.0,
     "exits": None,
     "no_exits": False,
     # Data.
@@ -89,11 +91,33 @@ DEFAULTS = {
     "lr": 0.1,
     "momentum": 0.9,
     "weight_decay": 5e-4,
-    "schedule": "step",
+    "schedule": "cosine",
     "milestones": [0.375, 0.65, 0.9],
     "gamma": 0.1,
+    "warmup": 0.05,
+    "bn_momentum": 0.9,
+    "bn_recalibration": 20,
+    "recipe": "default",
     # Devices.
     "distribute": None,
+}
+
+# Named recipes: settings applied on top of `DEFAULTS` before a config file
+# and explicit arguments (which still override them). "paper" is the SCAN
+# paper's code exactly: step schedule without warm-up, alpha 0.5 with the T^2
+# factor at T = 3, the feature loss, no batch-norm re-estimation.
+RECIPES = {
+    "default": {},
+    "paper": {
+        "schedule": "step",
+        "warmup": 0.0,
+        "bn_recalibration": 0,
+        "alpha": 0.5,
+        "temperature": 3.0,
+        "kd_loss": "kl_t2",
+        "beta": 1.0,
+        "distill_warmup": 0.0,
+    },
 }
 
 # Written to config.json for later commands, derived from the keys above;
@@ -196,16 +220,21 @@ def resolve_config(overrides=None, config_file=None):
         A dict with every key of `DEFAULTS`.
     """
     config = copy.deepcopy(DEFAULTS)
-    if config_file is not None:
-        config.update(read_config_file(config_file))
-    for key, value in (overrides or {}).items():
+    from_file = read_config_file(config_file) if config_file is not None else {}
+    overrides = dict(overrides or {})
+    for key in overrides:
         if key not in DEFAULTS:
             raise TypeError(
                 f"Unknown training setting {key!r}. Valid settings: "
                 f"{', '.join(DEFAULTS)}"
             )
-        if value is not None:
-            config[key] = value
+    recipe = overrides.get("recipe") or from_file.get("recipe") or DEFAULTS["recipe"]
+    if not isinstance(recipe, str) or recipe not in RECIPES:
+        _fail("recipe", f"one of {', '.join(RECIPES)}", recipe)
+    config.update(copy.deepcopy(RECIPES[recipe]))
+    config.update(from_file)
+    config.update({k: v for k, v in overrides.items() if v is not None})
+    config["recipe"] = recipe
     return _check_config(config)
 
 
@@ -241,11 +270,28 @@ def _check_config(c):
     if not _is_number(c["val_fraction"]) or not 0 < c["val_fraction"] < 1:
         _fail("val_fraction", "a number strictly between 0 and 1", c["val_fraction"])
     for key in ("lr", "temperature"):
-        if not _is_number(c[key]) or not c[key] > 0:
-            _fail(key, "a number > 0", c[key])
+        if not _is_number(c[key]) or not c[key] > 0 or not math.isfinite(c[key]):
+            _fail(key, "a finite number > 0", c[key])
     for key in ("weight_decay", "beta"):
-        if not _is_number(c[key]) or c[key] < 0:
-            _fail(key, "a number >= 0", c[key])
+        if not _is_number(c[key]) or not c[key] >= 0 or not math.isfinite(c[key]):
+            _fail(key, "a finite number >= 0", c[key])
+    for key in ("warmup", "distill_warmup"):
+        if not _is_number(c[key]) or not 0 <= c[key] < 1:
+            _fail(
+                key,
+                "a fraction of the run in [0, 1) (1 or more would last the whole "
+                "run or longer)",
+                c[key],
+            )
+        c[key] = float(c[key])
+    if c["kd_loss"] not in KD_LOSSES:
+        _fail("kd_loss", f"one of {', '.join(KD_LOSSES)}", c["kd_loss"])
+    if c["bn_momentum"] is not None and (
+        not _is_number(c["bn_momentum"]) or not 0 <= c["bn_momentum"] < 1
+    ):
+        _fail("bn_momentum", "None or a number in [0, 1)", c["bn_momentum"])
+    if not _is_int(c["bn_recalibration"]) or c["bn_recalibration"] < 0:
+        _fail("bn_recalibration", "an int >= 0 (batches)", c["bn_recalibration"])
     for key in ("momentum", "alpha"):
         high = 1 if key == "alpha" else 0.999
         if not _is_number(c[key]) or not 0 <= c[key] <= high:
@@ -362,24 +408,69 @@ def scaled_learning_rate(lr, batch_size):
     return lr * batch_size / REFERENCE_BATCH_SIZE
 
 
+@keras.saving.register_keras_serializable(package="keras_scan")
+class Warmup(keras.optimizers.schedules.LearningRateSchedule):
+    """Linear learning-rate warm-up in front of another schedule.
+
+    `lr(step) = schedule(step) * min(1, (step + 1) / (warmup_steps + 1))`: the
+    first step uses a small fraction of the rate, which reaches the wrapped
+    schedule's value after `warmup_steps` steps.
+
+    Args:
+        schedule: a `LearningRateSchedule` or a float.
+        warmup_steps: int >= 0.
+    """
+
+    def __init__(self, schedule, warmup_steps):
+        self.schedule = schedule
+        self.warmup_steps = int(warmup_steps)
+
+    def __call__(self, step):
+        step = keras.ops.cast(step, "float32")
+        base = self.schedule(step) if callable(self.schedule) else self.schedule
+        ramp = keras.ops.minimum(1.0, (step + 1.0) / (self.warmup_steps + 1.0))
+        return base * ramp
+
+    def get_config(self):
+        schedule = self.schedule
+        if callable(schedule):
+            schedule = keras.saving.serialize_keras_object(schedule)
+        return {"schedule": schedule, "warmup_steps": self.warmup_steps}
+
+    @classmethod
+    def from_config(cls, config):
+        config = dict(config)
+        if isinstance(config["schedule"], dict):
+            config["schedule"] = keras.saving.deserialize_keras_object(
+                config["schedule"]
+            )
+        return cls(**config)
+
+
 def learning_rate_schedule(config, steps_per_epoch):
     """The learning rate (a float or a schedule over optimizer steps).
 
     `"step"`: `scaled_lr * gamma**i` after the i-th milestone (milestones are
     fractions of all training steps); `"cosine"`: cosine decay to 0 over all
-    steps; `"constant"`: `scaled_lr`.
+    steps; `"constant"`: `scaled_lr`. With `warmup > 0` the rate rises
+    linearly over that fraction of the steps first (`Warmup`).
     """
     lr = scaled_learning_rate(config["lr"], config["batch_size"])
     total = config["epochs"] * steps_per_epoch
     if config["schedule"] == "constant" or (
         config["schedule"] == "step" and not config["milestones"]
     ):
-        return lr
-    if config["schedule"] == "cosine":
-        return keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
-    boundaries = [int(round(m * total)) for m in config["milestones"]]
-    values = [lr * config["gamma"] ** i for i in range(len(boundaries) + 1)]
-    return keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+        schedule = lr
+    elif config["schedule"] == "cosine":
+        schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=total)
+    else:
+        boundaries = [int(round(m * total)) for m in config["milestones"]]
+        values = [lr * config["gamma"] ** i for i in range(len(boundaries) + 1)]
+        schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
+    warmup_steps = int(round(config.get("warmup", 0.0) * total))
+    if warmup_steps > 0:
+        return Warmup(schedule, warmup_steps)
+    return schedule
 
 
 def make_optimizer(config, steps_per_epoch):
@@ -423,6 +514,7 @@ def make_model(config, num_classes):
         weights=config["weights"],
         width=config["width"],
     )
+    set_batchnorm_momentum(backbone, config["bn_momentum"])
     if config["no_exits"]:
         return baseline_model(backbone, num_classes)
     try:
@@ -436,12 +528,118 @@ def make_model(config, num_classes):
             alpha=config["alpha"],
             temperature=config["temperature"],
             beta=config["beta"],
+            kd_loss=config["kd_loss"],
         )
     except ValueError as e:
         raise ValueError(
             f"Cannot hang exits on backbone {config['backbone']!r} at "
             f"image_size={config['image_size']} (exits={config['exits']!r}): {e}"
         ) from None
+
+
+def _batchnorm_layers(model):
+    # Keras has no public recursive layer walk; `_flatten_layers` reaches the
+    # batch norms inside nested models and custom layers (exit heads).
+    return [
+        layer
+        for layer in model._flatten_layers(include_self=False, recursive=True)
+        if isinstance(layer, keras.layers.BatchNormalization)
+    ]
+
+
+def set_batchnorm_momentum(model, momentum):
+    """Sets the momentum of every `BatchNormalization` layer in `model`.
+
+    Keras Applications ship different momenta (MobileNetV2/V3: 0.999, ResNet,
+    EfficientNet, DenseNet: 0.99); after a short training from scratch such
+    moving statistics are still mostly their initial values and inference
+    collapses to one class. The recipe sets one momentum for every backbone
+    (`bn_momentum`, default 0.9, PyTorch's 0.1). `None` keeps the model's own.
+    """
+    if momentum is None:
+        return model
+    for layer in _batchnorm_layers(model):
+        layer.momentum = float(momentum)
+    return model
+
+
+def recalibrate_batchnorm(model, split, batches, batch_size=128):
+    """Re-estimates every batch norm's moving statistics from training images.
+
+    Runs `batches` batches of `split` (no augmentation) through `model` in
+    training mode and sets each moving mean and variance to the average of
+    the batch statistics (a cumulative average, not an exponential one), so
+    the statistics describe the final weights even after a one-epoch run.
+    Only the moving statistics change.
+
+    Args:
+        model: a Keras model.
+        split: `(x, y)` arrays or an unbatched `tf.data.Dataset` of
+            `(image, label)`.
+        batches: int. Batches to average (0 does nothing).
+        batch_size: int. Defaults to 128.
+
+    Returns:
+        The number of batches used.
+    """
+    layers = _batchnorm_layers(model)
+    if not batches or not layers:
+        return 0
+    momenta = [layer.momentum for layer in layers]
+    used = 0
+    try:
+        for x, _ in _batches(split, batch_size):
+            if used >= batches:
+                break
+            for layer in layers:  # moving = (used * moving + batch) / (used + 1)
+                layer.momentum = used / (used + 1.0)
+            model(x, training=True)
+            used += 1
+    finally:
+        for layer, momentum in zip(layers, momenta):
+            layer.momentum = momentum
+    return used
+
+
+class DistillationWarmup(keras.callbacks.Callback):
+    """Ramps a `ScanModel`'s distillation weight from 0 over the first epochs.
+
+    At the start of epoch `e` the share of `alpha` in force is
+    `min(1, e / (fraction * epochs))`: the shallow exits learn from the labels
+    alone while the teacher (the final exit) is untrained, then the teacher's
+    weight rises linearly. `fraction = 0` keeps the full weight throughout.
+
+    Args:
+        epochs: int. Epochs of the whole run.
+        fraction: float in [0, 1). Share of the run the ramp lasts.
+    """
+
+    def __init__(self, epochs, fraction):
+        super().__init__()
+        self.length = float(fraction) * int(epochs)
+
+    def scale(self, epoch):
+        return 1.0 if self.length <= 0 else min(1.0, epoch / self.length)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if isinstance(self.model, ScanModel):
+            self.model.distill_scale.assign(self.scale(epoch))
+
+    def on_train_end(self, logs=None):
+        if isinstance(self.model, ScanModel):
+            self.model.distill_scale.assign(1.0)
+
+
+def recipe_callbacks(config):
+    """The callbacks the recipe adds to `fit` (the distillation ramp)."""
+    return [DistillationWarmup(config["epochs"], config["distill_warmup"])]
+
+
+def finish_training(model, splits, config):
+    """What the recipe does after `fit`: re-estimates batch-norm statistics."""
+    return recalibrate_batchnorm(
+        model, splits.train, config["bn_recalibration"], config["batch_size"]
+    )
 
 
 def compile_model(model, optimizer):
@@ -1071,6 +1269,7 @@ def train(
     fit_callbacks = [
         keras.callbacks.TerminateOnNaN(),
         *(_tensorboard(folder, say) if chief else []),
+        *recipe_callbacks(config),
         RunCheckpoint(folder, history),
         keras.callbacks.BackupAndRestore(str(folder / BACKUP), delete_checkpoint=False),
         *(callbacks or []),
@@ -1101,6 +1300,10 @@ def train(
         model.load_weights(work / runs.MODEL)  # the best epoch
     else:  # evaluate on one device, outside the distribution
         model = keras.saving.load_model(work / runs.MODEL, compile=False)
+    if config["bn_recalibration"]:
+        used = finish_training(model, splits, config)
+        _save_atomic(model, work / runs.MODEL)
+        say(f"Batch-norm statistics re-estimated from {used} training batches.")
     evaluation = None
     if evaluate:
         evaluation = evaluate_model(model, splits.test, config["batch_size"])

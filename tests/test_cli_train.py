@@ -75,6 +75,12 @@ def test_help_explains_every_flag_with_examples(capsys):
         "--weights",
         "--download",
         "--val-fraction",
+        "--recipe",
+        "--warmup",
+        "--kd-loss",
+        "--distill-warmup",
+        "--bn-momentum",
+        "--bn-recalibration",
     ):
         assert flag in text, flag
     assert "mobilenet_v2" in text and "cifar_resnet18" in text
@@ -206,11 +212,29 @@ def test_train_on_tfds_with_mock_data(tmp_path):
         (["--epochs", "0"], "`epochs` must be an int >= 1"),
         (["--dataset", "folder:/no/such/folder"], "does not exist"),
         (["--exits", "stage1_block1_1_conv"], "Cannot hang exits.*must be cut points"),
+        (["--warmup", "1"], "`warmup` must be a fraction.*Received: warmup=1.0"),
+        (["--warmup", "-0.1"], "`warmup` must be a fraction.*warmup=-0.1"),
+        (["--warmup", "nan"], "`warmup` must be a fraction.*warmup=nan"),
+        (["--distill-warmup", "1.5"], "`distill_warmup` must be.*=1.5"),
+        (["--alpha", "nan"], "`alpha` must be.*alpha=nan"),
+        (["--alpha", "-0.5"], "`alpha` must be.*alpha=-0.5"),
+        (["--beta", "nan"], "`beta` must be.*beta=nan"),
+        (["--beta", "-1"], "`beta` must be.*beta=-1.0"),
+        (["--temperature", "nan"], "`temperature` must be.*temperature=nan"),
+        (["--bn-momentum", "1"], "`bn_momentum` must be.*bn_momentum=1.0"),
+        (["--bn-recalibration", "-1"], "`bn_recalibration` must be.*=-1"),
+        (["--recipe", "fast"], "invalid choice: 'fast'"),
+        (["--schedule", "linear"], "invalid choice: 'linear'"),
+        (["--kd-loss", "js"], "invalid choice: 'js'"),
     ],
 )
 def test_bad_train_arguments_leave_no_run(tmp_path, capsys, args, message):
     out = tmp_path / "run"
-    assert cli.main(["train", *args, "--limit", "100", "--out", str(out)]) == 2
+    try:
+        code = cli.main(["train", *args, "--limit", "100", "--out", str(out)])
+    except SystemExit as e:  # argparse's own checks (choices, types)
+        code = e.code
+    assert code == 2
     err = capsys.readouterr().err
     assert "keras-scan train: error:" in err
     assert re.search(message, err), err

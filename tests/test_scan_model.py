@@ -151,11 +151,88 @@ def test_loss_terms_and_ablations():
     assert float(model.compute_loss(x, y, pred, training=False)) == pytest.approx(
         sum(ce_all), rel=1e-5
     )
+    # The other distillation terms, and the ramp's share of alpha.
+    T, alpha = 3.0, 0.4
+    teacher_lp = keras.ops.log_softmax(pred["final"] / T)
+    for kind in ("kl", "kl_t2", "reverse_kl", "reverse_kl_t2"):
+        for scale in (0.0, 0.5, 1.0):
+            model.alpha, model.temperature, model.beta, model.distillation = (
+                alpha,
+                T,
+                0.0,
+                True,
+            )
+            model.kd_loss = kind
+            model.distill_scale.assign(scale)
+            a = alpha * scale
+            want = ce_all[-1]
+            for i, n in enumerate(model.exit_names[:-1]):
+                student_lp = keras.ops.log_softmax(pred[n] / T)
+                p, q = (
+                    (student_lp, teacher_lp)
+                    if kind.startswith("reverse")
+                    else (teacher_lp, student_lp)
+                )
+                div = float(
+                    keras.ops.mean(keras.ops.sum(keras.ops.exp(p) * (p - q), -1))
+                )
+                div *= T**2 if kind.endswith("_t2") else 1.0
+                want += (1 - a) * ce_all[i] + a * div
+            got = float(model.compute_loss(x, y, pred, training=False))
+            assert got == pytest.approx(want, rel=1e-4), (kind, scale)
+    model.kd_loss = "kl_t2"
+    model.distill_scale.assign(1.0)
+    model.alpha, model.temperature, model.beta, model.distillation = (
+        0.5,
+        3.0,
+        0.0,
+        False,
+    )
     # One-hot labels give the same loss.
     onehot = keras.ops.one_hot(y, 10)
     assert float(model.compute_loss(x, onehot, pred, training=False)) == pytest.approx(
         sum(ce_all), rel=1e-5
     )
+
+
+def test_teacher_side_gets_no_gradient_from_the_distillation_terms():
+    """The final exit teaches: the KL and feature terms must not move it.
+
+    Only weights no shallow exit uses are checked (the last stage, after the
+    last tap, and the final classifier): with the teacher stop-gradient their
+    gradient is that of the final exit's own cross-entropy, whatever alpha and
+    beta are.
+    """
+    import tensorflow as tf
+
+    keras.utils.set_random_seed(2)
+    x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 10
+    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    head = [
+        v
+        for layer in model.layers
+        if layer.name.startswith("stage4") or layer.name == "final_logits"
+        for v in layer.trainable_variables
+    ]
+    assert len(head) > 2
+
+    def grads(**settings):
+        for k, v in settings.items():
+            setattr(model, k, v)
+        with tf.GradientTape() as tape:
+            pred = model(x, training=False)
+            loss = model.compute_loss(x, y, pred, training=False)
+        return [g.numpy() for g in tape.gradient(loss, head)]
+
+    own = grads(alpha=0.0, beta=0.0, distillation=False)
+    for settings in (
+        dict(alpha=0.9, beta=0.0, distillation=True),
+        dict(alpha=0.0, beta=5.0, distillation=True),
+    ):
+        for a, b in zip(own, grads(**settings)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+        assert any(np.abs(g).max() > 0 for g in own)
 
 
 def test_no_attention_builds_without_attention_layers():
@@ -196,6 +273,10 @@ def test_trained_model_save_load_identical(trained, fm_small):
         ({"num_classes": 10, "alpha": 1.5}, "alpha=1.5"),
         ({"num_classes": 10, "temperature": 0}, "temperature=0"),
         ({"num_classes": 10, "beta": -1}, "beta=-1"),
+        ({"num_classes": 10, "beta": float("nan")}, "beta=nan"),
+        ({"num_classes": 10, "alpha": float("nan")}, "alpha=nan"),
+        ({"num_classes": 10, "temperature": float("inf")}, "temperature=inf"),
+        ({"num_classes": 10, "kd_loss": "js"}, "kd_loss='js'"),
         ({"num_classes": 10, "head": "mlp"}, "head='mlp'"),
         ({"num_classes": 10, "exits": ["missing"]}, "missing"),
         ({"num_classes": 10, "exits": ["stage2_block1_1_conv"]}, "cut point"),

@@ -19,15 +19,29 @@ TINY = dict(backbone="cifar_resnet18", width=8, limit=600, batch_size=64)
 # ---------------------------------------------------------------- recipe
 
 
-def test_recipe_defaults_are_the_papers():
+def test_recipe_defaults_and_the_papers_recipe():
     c = training.resolve_config()
     assert (c["lr"], c["momentum"], c["weight_decay"]) == (0.1, 0.9, 5e-4)
-    assert (c["batch_size"], c["epochs"], c["schedule"]) == (128, 200, "step")
+    assert (c["batch_size"], c["epochs"], c["recipe"]) == (128, 200, "default")
+    assert c["schedule"] == "cosine" and c["warmup"] > 0
+    assert c["bn_recalibration"] > 0 and c["bn_momentum"] == 0.9
     assert c["milestones"] == [0.375, 0.65, 0.9] and c["gamma"] == 0.1
     assert c["augment"] and c["width"] == 64  # CIFAR ResNet default width
 
+    # The paper's code in one setting; explicit settings still win over it.
+    paper = training.resolve_config({"recipe": "paper"})
+    assert paper["schedule"] == "step" and paper["warmup"] == 0.0
+    assert paper["bn_recalibration"] == 0 and paper["distill_warmup"] == 0.0
+    assert (paper["alpha"], paper["temperature"], paper["kd_loss"]) == (
+        0.5,
+        3.0,
+        "kl_t2",
+    )
+    assert paper["beta"] == 1.0
+    assert training.resolve_config({"recipe": "paper", "alpha": 0.2})["alpha"] == 0.2
+
     # lr 0.1 at batch 128, scaled linearly; /10 at 37.5%, 65%, 90% of the steps.
-    c = training.resolve_config({"batch_size": 256, "epochs": 40})
+    c = training.resolve_config({"recipe": "paper", "batch_size": 256, "epochs": 40})
     schedule = training.learning_rate_schedule(c, steps_per_epoch=10)
     lr = [float(schedule(step)) for step in (0, 149, 151, 259, 261, 359, 361, 399)]
     np.testing.assert_allclose(
@@ -35,6 +49,114 @@ def test_recipe_defaults_are_the_papers():
     )
     cosine = training.learning_rate_schedule(dict(c, schedule="cosine"), 10)
     assert float(cosine(0)) == pytest.approx(0.2) and float(cosine(400)) < 1e-6
+
+
+def test_recipe_from_a_config_file(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text("recipe: paper\nepochs: 3\n")
+    c = training.resolve_config({"alpha": 0.1}, config_file=path)
+    assert (c["recipe"], c["schedule"], c["epochs"], c["alpha"]) == (
+        "paper",
+        "step",
+        3,
+        0.1,
+    )
+    # A config file overrides the recipe's settings, flags override both.
+    path.write_text("recipe: paper\nschedule: constant\n")
+    assert training.resolve_config(config_file=path)["schedule"] == "constant"
+
+
+def test_warmup_ramps_the_learning_rate_then_follows_the_schedule():
+    c = training.resolve_config({"epochs": 10, "warmup": 0.2, "schedule": "step"})
+    schedule = training.learning_rate_schedule(c, steps_per_epoch=10)  # 100 steps
+    assert isinstance(schedule, training.Warmup) and schedule.warmup_steps == 20
+    lr = [float(schedule(step)) for step in (0, 9, 19, 20, 38, 39, 99)]
+    np.testing.assert_allclose(
+        lr, [0.1 / 21, 0.1 * 10 / 21, 0.1 * 20 / 21, 0.1, 0.1, 0.01, 0.0001], rtol=1e-5
+    )
+    cosine = training.learning_rate_schedule(dict(c, schedule="cosine"), 10)
+    assert float(cosine(0)) == pytest.approx(0.1 / 21 * 1.0, rel=1e-4)
+    assert float(cosine(99)) < 1e-4
+    # Serializable: the optimizer (and a saved model) round-trips.
+    optimizer = training.make_optimizer(c, steps_per_epoch=10)
+    again = keras.optimizers.SGD.from_config(optimizer.get_config())
+    restored = again._learning_rate
+    assert isinstance(restored, training.Warmup)
+    for step in (0, 19, 38):
+        assert float(restored(step)) == pytest.approx(float(schedule(step)))
+    # No warm-up: the schedule itself.
+    assert not isinstance(
+        training.learning_rate_schedule(dict(c, warmup=0.0), 10), training.Warmup
+    )
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("warmup", 1.0),
+        ("warmup", -0.1),
+        ("warmup", float("nan")),
+        ("distill_warmup", 1.0),
+        ("alpha", float("nan")),
+        ("alpha", 1.5),
+        ("beta", float("nan")),
+        ("beta", float("inf")),
+        ("beta", -1.0),
+        ("temperature", float("nan")),
+        ("temperature", 0.0),
+        ("kd_loss", "js"),
+        ("schedule", "linear"),
+        ("recipe", "fast"),
+        ("bn_momentum", 1.0),
+        ("bn_recalibration", -1),
+        ("bn_recalibration", 2.5),
+    ],
+)
+def test_bad_recipe_settings_name_the_setting(key, value):
+    with pytest.raises(ValueError, match=f"`{key}` must be.*Received: {key}="):
+        training.resolve_config({key: value})
+
+
+def test_every_backbone_gets_the_recipes_batchnorm_momentum():
+    """Keras Applications ship 0.99 (ResNet, EfficientNet) or 0.999 (MobileNet):
+    the recipe sets one momentum on every batch norm, whatever the backbone."""
+    for name in ("mobilenet_v2", "resnet50", "efficientnet_b0", "cifar_resnet18"):
+        config = training.resolve_config({"backbone": name})
+        model = training.make_model(config, 10)
+        momenta = {layer.momentum for layer in training._batchnorm_layers(model)}
+        assert momenta == {0.9}, (name, momenta)
+    # The registry builds the application as Keras ships it; None keeps that.
+    kept = training.set_batchnorm_momentum(
+        registry.build_backbone("mobilenet_v3_small", 32), None
+    )
+    assert {layer.momentum for layer in training._batchnorm_layers(kept)} == {0.999}
+
+
+def test_recalibrate_batchnorm_averages_the_batch_statistics():
+    rng = np.random.default_rng(0)
+    inputs = keras.Input((4,))
+    bn = keras.layers.BatchNormalization(momentum=0.999)
+    model = keras.Model(inputs, bn(inputs))
+    x = rng.normal(3.0, 2.0, (300, 4)).astype("float32")
+    y = np.zeros(300, "int32")
+    used = training.recalibrate_batchnorm(model, (x, y), batches=3, batch_size=100)
+    assert used == 3 and bn.momentum == 0.999  # restored
+    batches = x.reshape(3, 100, 4)
+    np.testing.assert_allclose(bn.moving_mean, batches.mean(1).mean(0), rtol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance, batches.var(1).mean(0), rtol=1e-4)
+    assert training.recalibrate_batchnorm(model, (x, y), batches=0) == 0
+
+
+def test_distillation_warmup_ramps_alpha_per_epoch():
+    ramp = training.DistillationWarmup(epochs=10, fraction=0.4)
+    assert [ramp.scale(e) for e in (0, 1, 2, 4, 9)] == [0.0, 0.25, 0.5, 1.0, 1.0]
+    assert training.DistillationWarmup(epochs=3, fraction=0.0).scale(0) == 1.0
+    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    ramp.set_model(model)
+    ramp.on_epoch_begin(1)
+    assert float(model.distill_scale) == 0.25
+    ramp.on_train_end()
+    assert float(model.distill_scale) == 1.0
 
 
 def test_weight_decay_matches_coupled_l2_of_the_paper():
@@ -124,13 +246,7 @@ def test_registry_builds_applications_with_preprocessing_inside():
     model = keras_scan.build(backbone, num_classes=10)
     assert model.exits == ["conv2_block3_out", "conv3_block4_out", "conv4_block6_out"]
 
-    v3 = registry.build_backbone("mobilenet_v3_small", 32)
-    momenta = {
-        layer.momentum
-        for layer in v3.layers
-        if isinstance(layer, keras.layers.BatchNormalization)
-    }
-    assert momenta == {0.9} and registry.preprocessing("mobilenet_v3_small") == "none"
+    assert registry.preprocessing("mobilenet_v3_small") == "none"
 
     with pytest.raises(ValueError, match="no pretrained ImageNet weights"):
         registry.build_backbone("cifar_resnet18", 32, weights="imagenet")

@@ -26,9 +26,9 @@ extra. The modes (`preprocessing(name)`):
 | `"torch"` | DenseNet | `(x / 255 - mean) / std` (ImageNet RGB statistics) |
 | `"caffe"` | ResNet50/101/152, VGG16/19 | RGB -> BGR, minus the ImageNet BGR mean |
 
-Keras Applications MobileNetV3 uses batch-norm momentum 0.999; after a short
-training from scratch its inference outputs collapse, so the momentum is
-lowered to 0.9 when `weights=None`.
+Applications are built as Keras ships them (batch-norm momentum 0.99 or
+0.999); the training recipe sets one momentum on every backbone
+(`keras_scan.training.set_batchnorm_momentum`, `bn_momentum`).
 """
 
 import dataclasses
@@ -315,9 +315,4 @@ def _build_application(name, shape, weights):
             "weights are downloaded by Keras into ~/.keras/models on first use; "
             "on a machine without internet copy the file there first."
         ) from None
-    if name.startswith("mobilenet_v3") and weights is None:
-        # Keras' 0.999 collapses the moving statistics after short training.
-        for layer in model.layers:
-            if isinstance(layer, keras.layers.BatchNormalization):
-                layer.momentum = 0.9
     return model

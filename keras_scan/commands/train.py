@@ -28,7 +28,8 @@ history.csv, eval.json (test split) and logs/ (TensorBoard).
 def add_parser(subparsers):
     from keras_scan.backbones import registry
     from keras_scan.layers import HEADS
-    from keras_scan.training import DEFAULTS, SCHEDULES
+    from keras_scan.scan_model import KD_LOSSES
+    from keras_scan.training import DEFAULTS, RECIPES, SCHEDULES
 
     d = DEFAULTS
     p = subparsers.add_parser(
@@ -95,7 +96,25 @@ def add_parser(subparsers):
         const=False,
         help="train the exits on the labels only (no self-distillation)",
     )
-    g.add_argument("--alpha", type=float, help=f"KL weight (default {d['alpha']})")
+    g.add_argument(
+        "--alpha",
+        type=float,
+        help=f"distillation weight vs cross-entropy (default {d['alpha']})",
+    )
+    g.add_argument(
+        "--kd-loss",
+        choices=KD_LOSSES,
+        help=f"distillation term: kl_t2 = T^2 KL(teacher || exit) (Hinton, the "
+        f"paper's code), kl = without T^2 (the journal version), reverse_* = "
+        f"KL(exit || teacher) (default {d['kd_loss']})",
+    )
+    g.add_argument(
+        "--distill-warmup",
+        type=float,
+        metavar="F",
+        help="share of the run over which the distillation weight ramps up "
+        f"from 0, per epoch (default {d['distill_warmup']})",
+    )
     g.add_argument(
         "--temperature",
         type=float,
@@ -162,7 +181,16 @@ def add_parser(subparsers):
         help="no random crop + flip",
     )
 
-    g = p.add_argument_group("recipe (the paper's by default)")
+    g = p.add_argument_group("recipe")
+    g.add_argument(
+        "--recipe",
+        choices=tuple(RECIPES),
+        help="named settings under the flags: 'default' (warm-up, cosine "
+        "schedule, batch-norm re-estimation, the measured distillation "
+        "settings) or 'paper' (the SCAN paper's code exactly: step schedule, "
+        "alpha 0.5, T^2 KL at T=3); other flags still override them "
+        "(default: default)",
+    )
     g.add_argument("--epochs", type=int, help=f"default {d['epochs']}")
     g.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
     g.add_argument(
@@ -182,7 +210,14 @@ def add_parser(subparsers):
     g.add_argument(
         "--schedule",
         choices=SCHEDULES,
-        help="learning-rate schedule (default step)",
+        help=f"learning-rate schedule (default {d['schedule']}; the paper: step)",
+    )
+    g.add_argument(
+        "--warmup",
+        type=float,
+        metavar="F",
+        help="share of the training steps over which the learning rate rises "
+        f"linearly from ~0 (default {d['warmup']})",
     )
     g.add_argument(
         "--milestones",
@@ -192,6 +227,20 @@ def add_parser(subparsers):
     )
     g.add_argument(
         "--gamma", type=float, help=f"step-decay factor (default {d['gamma']})"
+    )
+    g.add_argument(
+        "--bn-momentum",
+        type=float,
+        help="batch-norm momentum set on every layer of the backbone (Keras "
+        "Applications ship 0.99-0.999, too slow for training from scratch; "
+        f"default {d['bn_momentum']})",
+    )
+    g.add_argument(
+        "--bn-recalibration",
+        type=int,
+        metavar="N",
+        help="after training, re-estimate batch-norm statistics from N training "
+        f"batches; 0 = off (default {d['bn_recalibration']})",
     )
 
     g = p.add_argument_group("devices")

@@ -1,0 +1,287 @@
+"""Self-distillation ablations: what each piece of the loss and recipe changes.
+
+Every variant of a budget is trained in one process, one after the other,
+with the same data split, seed, epochs and evaluation (test split, every
+exit), so the rows of a table differ only by the settings they name. Each
+row is a set of `keras_scan.training` settings on top of the budget's; its
+`keras-scan train` equivalent is recorded too.
+
+```
+python benchmarks/distillation.py --budget cpu      # the CPU profile's budget
+python benchmarks/distillation.py --budget long     # 20k images x 12 epochs
+python benchmarks/distillation.py --budget cpu --variants plain,ds,default
+python benchmarks/distillation.py --budget smoke    # seconds; what the test runs
+```
+
+Results go to `benchmarks/results/distillation-<budget>/` (`results.json`,
+`REPORT.md`); trained variants are cached in its `runs/` (ignored by git) and
+reused by a rerun with the same settings (`--redo NAME` trains one again).
+"""
+
+import argparse
+import json
+import pathlib
+import sys
+import time
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
+
+from benchmarks import common  # noqa: E402
+
+BUDGETS = {
+    # What the test runs: every code path, numbers meaningless.
+    "smoke": {"width": 8, "limit": 600, "epochs": 2, "test_limit": 300},
+    # The issue's first table: 9k train / 1k validation images, 10 epochs.
+    "short": {"width": 16, "limit": 10000, "epochs": 10, "test_limit": None},
+    # The CPU profile of benchmarks/run.py: 18k / 2k images, 3 epochs.
+    "cpu": {"width": 16, "limit": 20000, "epochs": 3, "test_limit": None},
+    # A longer CPU budget: 18k / 2k images, 12 epochs.
+    "long": {"width": 16, "limit": 20000, "epochs": 12, "test_limit": None},
+}
+
+# The paper's code: step schedule, no warm-up, alpha 0.5 with T^2 at T = 3.
+PAPER = {"recipe": "paper"}
+
+# Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
+# "*_paper" rows use the paper's recipe; the others the package's defaults,
+# with the named loss settings changed.
+VARIANTS = {
+    "plain_paper": dict(PAPER, no_exits=True),
+    "ds_paper": dict(PAPER, distillation=False),
+    "scan_paper": dict(PAPER),
+    "plain": {"no_exits": True},
+    "ds": {"distillation": False},
+    "default": {},
+    "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
+    "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
+    "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
+    "kl_a0.3": {"kd_loss": "kl", "alpha": 0.3},
+    "kl_a0.5": {"kd_loss": "kl", "alpha": 0.5},
+    "kl_t2_a0.5_ramp": {"kd_loss": "kl_t2", "alpha": 0.5, "distill_warmup": 0.5},
+    "kl_a0.3_ramp": {"kd_loss": "kl", "alpha": 0.3, "distill_warmup": 0.5},
+    "kl_t2_a0.5_T1": {"kd_loss": "kl_t2", "alpha": 0.5, "temperature": 1.0},
+    "reverse_kl_t2_a0.5": {"kd_loss": "reverse_kl_t2", "alpha": 0.5},
+    "kl_a0.3_beta0": {"kd_loss": "kl", "alpha": 0.3, "beta": 0.0},
+    "ds_beta0": {"distillation": False, "beta": 0.0},
+}
+
+
+def variant_config(budget, name, extra=None):
+    from keras_scan import training
+
+    b = BUDGETS[budget]
+    overrides = dict(
+        backbone="cifar_resnet18",
+        width=b["width"],
+        dataset="fashion_mnist",
+        image_size=32,
+        limit=b["limit"],
+        epochs=b["epochs"],
+        batch_size=128,
+        seed=0,
+    )
+    overrides.update(VARIANTS[name] if extra is None else extra)
+    return training.resolve_config(overrides)
+
+
+def cli_command(config):
+    from keras_scan import training
+
+    parts = ["keras-scan train"]
+    base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
+    for key, value in config.items():
+        if key in ("data_dir", "distribute") or value == base.get(key):
+            continue
+        if key == "recipe":
+            continue
+        flag = "--" + key.replace("_", "-")
+        if isinstance(value, bool):
+            flag = {
+                "no_exits": "--no-exits",
+                "distillation": "--no-distill",
+                "attention": "--no-attention",
+                "augment": "--no-augment",
+            }[key]
+            parts.append(flag)
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        parts.append(f"{flag} {value}")
+    if config["recipe"] != "default":
+        parts.insert(1, f"--recipe {config['recipe']}")
+    return " ".join(parts + ["--out R"])
+
+
+def train_variant(splits, config, test):
+    import keras
+
+    from keras_scan import training
+
+    keras.utils.set_random_seed(config["seed"])
+    model = training.make_model(config, splits.num_classes)
+    steps = training._steps_per_epoch(splits, config["batch_size"])
+    training.compile_model(model, training.make_optimizer(config, steps))
+    train_ds, val_ds = training.make_pipelines(splits, config)
+    start = time.perf_counter()
+    history = model.fit(
+        train_ds,
+        validation_data=val_ds,
+        epochs=config["epochs"],
+        shuffle=False,
+        callbacks=[
+            keras.callbacks.TerminateOnNaN(),
+            *training.recipe_callbacks(config),
+        ],
+        verbose=0,
+    )
+    seconds = time.perf_counter() - start
+    before = training.evaluate_model(model, test, config["batch_size"])
+    used = training.finish_training(model, splits, config)
+    after = (
+        training.evaluate_model(model, test, config["batch_size"]) if used else before
+    )
+    logs = history.history
+    return {
+        "exits": [e["accuracy"] for e in after["exits"]],
+        "exit_names": [e["name"] for e in after["exits"]],
+        "exits_before_recalibration": [e["accuracy"] for e in before["exits"]],
+        "ensemble": (after["ensemble"] or {}).get("accuracy"),
+        "train_seconds": seconds,
+        "recalibration_batches": used,
+        "last_epoch": {k: v[-1] for k, v in logs.items()},
+        "history": {
+            k: v
+            for k, v in logs.items()
+            if k in ("loss", "final_loss", "final_accuracy", "val_final_accuracy")
+        },
+    }
+
+
+def _fmt(x):
+    return "" if x is None else f"{100 * x:.2f}"
+
+
+def report(results):
+    budget = results["budget"]
+    lines = [
+        f"# Self-distillation ablations: budget `{budget['name']}`",
+        "",
+        f"CIFAR ResNet18 width {budget['width']}, Fashion-MNIST padded to 32x32x3, "
+        f"{results['sizes']['train']} train / {results['sizes']['val']} validation "
+        f"images, {budget['epochs']} epochs, batch 128, seed 0; test accuracy (%) "
+        f"on {results['sizes']['test']} test images per exit, last-epoch weights "
+        "(after the recipe's batch-norm re-estimation where it has one). One run, "
+        "one machine: "
+        f"{results['environment'].get('cpu', '?')}.",
+        "",
+        "| variant | exit 0 | exit 1 | exit 2 | final | ensemble | "
+        "vs plain (final) | train s | settings |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    rows = results["variants"]
+    plain = rows.get("plain", {}).get("exits", [None])[-1]
+    for name, r in rows.items():
+        exits = r["exits"]
+        cells = [""] * (4 - len(exits)) + [_fmt(a) for a in exits]
+        if len(exits) == 1:
+            cells = ["", "", "", _fmt(exits[0])]
+        delta = (
+            ""
+            if plain is None or name == "plain"
+            else f"{100 * (exits[-1] - plain):+.2f}"
+        )
+        settings = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
+        lines.append(
+            f"| {name} | {' | '.join(cells)} | {_fmt(r.get('ensemble'))} | {delta} | "
+            f"{r['train_seconds']:.0f} | {settings} |"
+        )
+    lines += [
+        "",
+        "Rows named `*_paper` use `--recipe paper` (step schedule, no warm-up, no "
+        "batch-norm re-estimation); the others the package's default recipe with "
+        "the settings named. `plain` is the backbone alone (`--no-exits`), `ds` "
+        "deep supervision (`--no-distill`).",
+        "",
+        "Commands (one per row):",
+        "",
+    ]
+    for name, r in rows.items():
+        lines.append(f"- {name}: `{r['command']}`")
+    lines += [
+        "",
+        f"Reproduce: `{results['reproduce']}`",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--budget", choices=sorted(BUDGETS), default="cpu")
+    parser.add_argument("--variants", help="comma-separated (default: all)")
+    parser.add_argument("--redo", default="", help="variants to train again")
+    parser.add_argument("--out", help="results folder")
+    args = parser.parse_args(argv)
+    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    for n in names:
+        if n not in VARIANTS:
+            parser.error(
+                f"--variants: unknown variant {n!r}; valid: {', '.join(VARIANTS)}"
+            )
+    out = pathlib.Path(
+        args.out
+        or common.ROOT / "benchmarks" / "results" / f"distillation-{args.budget}"
+    )
+    redo = set(filter(None, args.redo.split(",")))
+
+    from keras_scan import data, training
+
+    budget = dict(BUDGETS[args.budget], name=args.budget)
+    base = variant_config(args.budget, "default")
+    splits = data.load_dataset(
+        "fashion_mnist", 32, channels=3, val_fraction=0.1, seed=0, limit=base["limit"]
+    )
+    test = splits.test
+    if budget["test_limit"]:
+        test = (test[0][: budget["test_limit"]], test[1][: budget["test_limit"]])
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.is_file() else {}
+    if results.get("budget") != budget:
+        results = {}
+    results.update(
+        budget=budget,
+        sizes=dict(splits.sizes(), test=len(test[1])),
+        environment=common.environment(),
+        reproduce="python benchmarks/distillation.py --budget " + args.budget,
+    )
+    variants = results.setdefault("variants", {})
+    for name in names:
+        config = variant_config(args.budget, name)
+        stored = json.loads(json.dumps(common.jsonable(config)))
+        if name in variants and variants[name]["config"] == stored and name not in redo:
+            print(f"{name}: reused", flush=True)
+            continue
+        print(f"{name}: training", flush=True)
+        record = train_variant(splits, config, test)
+        record.update(
+            overrides=VARIANTS[name], config=stored, command=cli_command(config)
+        )
+        variants[name] = record
+        # Keep the table in the order of VARIANTS.
+        results["variants"] = {n: variants[n] for n in VARIANTS if n in variants}
+        variants = results["variants"]
+        common.write_json(path, results)
+        (out / "REPORT.md").write_text(report(results))
+        print(
+            f"{name}: exits {', '.join(_fmt(a) for a in record['exits'])} "
+            f"({record['train_seconds']:.0f} s)",
+            flush=True,
+        )
+    common.write_json(path, results)
+    (out / "REPORT.md").write_text(report(results))
+    return results
+
+
+if __name__ == "__main__":
+    main()
