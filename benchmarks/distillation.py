@@ -43,6 +43,23 @@ BUDGETS = {
 # The paper's code: step schedule, no warm-up, alpha 0.5 with T^2 at T = 3.
 PAPER = {"recipe": "paper"}
 
+# The recipe the loss ablations share, pinned here so that a change of the
+# package's defaults does not silently change what a row means (the
+# "default" row alone follows `keras_scan.training.DEFAULTS`).
+BASE = {
+    "schedule": "cosine",
+    "warmup": 0.05,
+    "clipnorm": None,
+    "bn_momentum": 0.9,
+    "bn_recalibration": 20,
+    "alpha": 0.5,
+    "temperature": 3.0,
+    "kd_loss": "kl_t2",
+    "teacher": "final",
+    "beta": 1.0,
+    "distill_warmup": 0.0,
+}
+
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
 # "*_paper" rows use the paper's recipe; the others the package's defaults,
 # with the named loss settings changed.
@@ -64,6 +81,19 @@ VARIANTS = {
     "reverse_kl_t2_a0.5": {"kd_loss": "reverse_kl_t2", "alpha": 0.5},
     "kl_a0.3_beta0": {"kd_loss": "kl", "alpha": 0.3, "beta": 0.0},
     "ds_beta0": {"distillation": False, "beta": 0.0},
+    "ens_kl_a0.3": {"kd_loss": "kl", "alpha": 0.3, "teacher": "ensemble"},
+    "ens_kl_a0.3_ramp": {
+        "kd_loss": "kl",
+        "alpha": 0.3,
+        "teacher": "ensemble",
+        "distill_warmup": 0.5,
+    },
+    "ens_kl_t2_a0.5_ramp": {
+        "kd_loss": "kl_t2",
+        "alpha": 0.5,
+        "teacher": "ensemble",
+        "distill_warmup": 0.5,
+    },
 }
 
 
@@ -81,8 +111,17 @@ def variant_config(budget, name, extra=None):
         batch_size=128,
         seed=0,
     )
-    overrides.update(VARIANTS[name] if extra is None else extra)
+    row = VARIANTS[name] if extra is None else extra
+    if name != "default" and row.get("recipe") != "paper":
+        overrides.update(BASE)
+    overrides.update(row)
     return training.resolve_config(overrides)
+
+
+def _same_settings(stored, config):
+    """Whether a cached row was trained with `config` (settings added to the
+    package since are compared only when the cached row has them)."""
+    return all(config.get(k) == v for k, v in stored.items())
 
 
 def cli_command(config):
@@ -235,7 +274,7 @@ def main(argv=None):
     )
     redo = set(filter(None, args.redo.split(",")))
 
-    from keras_scan import data, training
+    from keras_scan import data
 
     budget = dict(BUDGETS[args.budget], name=args.budget)
     base = variant_config(args.budget, "default")
@@ -259,7 +298,8 @@ def main(argv=None):
     for name in names:
         config = variant_config(args.budget, name)
         stored = json.loads(json.dumps(common.jsonable(config)))
-        if name in variants and variants[name]["config"] == stored and name not in redo:
+        cached = variants.get(name)
+        if cached and _same_settings(cached["config"], stored) and name not in redo:
             print(f"{name}: reused", flush=True)
             continue
         print(f"{name}: training", flush=True)

@@ -1,7 +1,9 @@
 """The main job (`make demo`): the whole product on real Fashion-MNIST, from the shell.
 
-1. `keras-scan train`     SCAN on a narrow CIFAR ResNet18 (Fashion-MNIST padded to 32x32x3)
-2. `keras-scan evaluate`  accuracy, MACs and params of every exit (test split)
+1. `keras-scan train`     SCAN on a narrow CIFAR ResNet18 (Fashion-MNIST padded to 32x32x3),
+                          and the same command with `--no-exits` (the plain backbone)
+2. `keras-scan evaluate`  accuracy, MACs and params of every exit (test split), and the
+                          SCAN final exit next to the plain backbone
 3. `keras-scan search`    DEAP thresholds on the validation split
 4. `keras-scan evaluate --scalable`  early exit on the test split: accuracy, MAC speedup
 5. `keras-scan export`    int8 LiteRT models + manifest
@@ -31,6 +33,23 @@ def step(title, argv):
     print(f"--- {title}: {time.time() - start:.0f} s", flush=True)
 
 
+def compare(run, plain):
+    """Prints the SCAN final exit next to the plain backbone (test split)."""
+    import json
+
+    scan = json.loads((run / "eval.json").read_text())["exits"]
+    base = json.loads((plain / "eval.json").read_text())["exits"][-1]["accuracy"]
+    final = scan[-1]["accuracy"]
+    exits = ", ".join(f"{e['name']} {100 * e['accuracy']:.2f}" for e in scan)
+    verdict = "above" if final > base else "equal to" if final == base else "BELOW"
+    print(
+        f"\nTest accuracy: SCAN {exits}; plain backbone {100 * base:.2f}. "
+        f"The SCAN final exit is {verdict} the plain backbone "
+        f"({100 * (final - base):+.2f} pt).",
+        flush=True,
+    )
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -49,14 +68,19 @@ def main():
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     out = pathlib.Path(args.out)
-    run, export = out / "run", out / "export"
+    run, plain, export = out / "run", out / "plain", out / "export"
     ks = str(BIN / "keras-scan")
     # fmt: off
-    step("train", [ks, "train", "--backbone", "cifar_resnet18", "--width", str(args.width),
-                   "--dataset", "fashion_mnist", "--image-size", "32", "--limit", str(args.limit),
-                   "--epochs", str(args.epochs), "--batch-size", "64", "--out", str(run),
-                   "--verbose", "2"])
+    train = [ks, "train", "--backbone", "cifar_resnet18", "--width", str(args.width),
+             "--dataset", "fashion_mnist", "--image-size", "32", "--limit", str(args.limit),
+             "--epochs", str(args.epochs), "--batch-size", "64", "--verbose", "2"]
+    step("train", [*train, "--out", str(run)])
+    step("train the plain backbone (same command, --no-exits)",
+         [*train, "--no-exits", "--out", str(plain)])
     step("evaluate", [ks, "evaluate", str(run)])
+    # fmt: on
+    compare(run, plain)
+    # fmt: off
     step("search", [ks, "search", str(run), "--max-accuracy-drop", "0.5"])
     step("evaluate --scalable", [ks, "evaluate", str(run), "--scalable"])
     step("export", [ks, "export", str(run), "--out", str(export), "--quantize", "int8",

@@ -16,6 +16,7 @@ def build(
     temperature=3.0,
     beta=1.0,
     kd_loss="kl_t2",
+    teacher="final",
     name=None,
 ):
     """Turns a functional Keras backbone into a SCAN multi-exit model.
@@ -42,6 +43,8 @@ def build(
         beta: float >= 0. Feature (hint) loss weight. Defaults to 1.0.
         kd_loss: str. `"kl_t2"`, `"kl"`, `"reverse_kl_t2"` or `"reverse_kl"`
             (see `ScanModel`). Defaults to `"kl_t2"`.
+        teacher: str. `"final"` (the paper) or `"ensemble"` (the mean of all
+            exits teaches every exit). Defaults to `"final"`.
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:
@@ -68,6 +71,7 @@ def build(
         temperature=temperature,
         beta=beta,
         kd_loss=kd_loss,
+        teacher=teacher,
         name=name or f"scan_{getattr(model, 'name', 'model')}",
     )
     active = distribute.current()

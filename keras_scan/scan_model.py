@@ -11,6 +11,7 @@ from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
 
 FINAL = "final"
 KD_LOSSES = ("kl_t2", "kl", "reverse_kl_t2", "reverse_kl")
+TEACHERS = ("final", "ensemble")
 
 
 def _final_classifier(backbone, feature_map, num_classes):
@@ -91,6 +92,10 @@ class ScanModel(keras.Model):
             same without the `T^2` factor, as in SCAN's journal version),
             `"reverse_kl_t2"` / `"reverse_kl"` (`KL(p_i^T || p_final^T)`).
             Defaults to `"kl_t2"`.
+        teacher: str. `"final"` (the paper: the final exit teaches the
+            shallow ones) or `"ensemble"` (the mean of every exit's softened
+            probabilities teaches every exit, the final one included).
+            Defaults to `"final"`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -116,6 +121,7 @@ class ScanModel(keras.Model):
         temperature=3.0,
         beta=1.0,
         kd_loss="kl_t2",
+        teacher="final",
         **kwargs,
     ):
         taps_lib.check_functional(backbone, "backbone")
@@ -125,6 +131,10 @@ class ScanModel(keras.Model):
         _check_number("beta", beta, low=0.0)
         if head not in HEADS:
             raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}")
+        if teacher not in TEACHERS:
+            raise ValueError(
+                f"`teacher` must be one of {TEACHERS}. Received: teacher={teacher!r}"
+            )
         if kd_loss not in KD_LOSSES:
             raise ValueError(
                 f"`kd_loss` must be one of {KD_LOSSES}. Received: kd_loss={kd_loss!r}"
@@ -166,6 +176,7 @@ class ScanModel(keras.Model):
         self.temperature = float(temperature)
         self.beta = float(beta)
         self.kd_loss = kd_loss
+        self.teacher = teacher
         # The share of `alpha` in force (1 = all of it): a training schedule
         # (`keras_scan.training.DistillationWarmup`) ramps it from 0 so the
         # exits learn from labels while the teacher is still untrained.
@@ -319,8 +330,15 @@ class ScanModel(keras.Model):
         labels = self._sparse_labels(y)
         T = self.temperature
         final_logits = y_pred[FINAL]
-        teacher_logits = ops.stop_gradient(final_logits)
-        teacher_log_probs = ops.log_softmax(teacher_logits / T, axis=-1)
+        if self.teacher == "ensemble":
+            probs = [ops.softmax(y_pred[n] / T, axis=-1) for n in self.exit_names]
+            mean = ops.stop_gradient(sum(probs) / len(probs))
+            teacher_log_probs = ops.log(ops.maximum(mean, 1e-12))
+            students = self.exit_names
+        else:
+            teacher_logits = ops.stop_gradient(final_logits)
+            teacher_log_probs = ops.log_softmax(teacher_logits / T, axis=-1)
+            students = self.exit_names[:-1]
         teacher_features = ops.stop_gradient(y_pred[f"{FINAL}_features"])
 
         def weighted_mean(values):
@@ -344,22 +362,26 @@ class ScanModel(keras.Model):
             if sample_weight is None
             else ops.sum(ops.cast(sample_weight, "float32"))
         )
+
+        def distilled(logits, ce):
+            """`(1 - alpha) CE + alpha KD` with the ramp's share of alpha."""
+            student_log_probs = ops.log_softmax(logits / T, axis=-1)
+            kd = weighted_mean(
+                _divergence(teacher_log_probs, student_log_probs, self.kd_loss)
+            )
+            if self.kd_loss.endswith("_t2"):
+                kd = kd * T**2
+            alpha = self.alpha * ops.cast(self.distill_scale, kd.dtype)
+            return (1.0 - alpha) * ce + alpha * kd
+
         total = cross_entropy(final_logits)
+        if self.distillation and FINAL in students:
+            total = distilled(final_logits, total)
         self._loss_trackers[FINAL].update_state(total, sample_weight=count)
         for name in self.exit_names[:-1]:
             logits = y_pred[name]
             ce = cross_entropy(logits)
-            if self.distillation:
-                student_log_probs = ops.log_softmax(logits / T, axis=-1)
-                kd = weighted_mean(
-                    _divergence(teacher_log_probs, student_log_probs, self.kd_loss)
-                )
-                if self.kd_loss.endswith("_t2"):
-                    kd = kd * T**2
-                alpha = self.alpha * ops.cast(self.distill_scale, kd.dtype)
-                loss = (1.0 - alpha) * ce + alpha * kd
-            else:
-                loss = ce
+            loss = distilled(logits, ce) if self.distillation else ce
             features = y_pred[f"{name}_features"]
             if self.beta > 0 and features.shape[-1] == teacher_features.shape[-1]:
                 sq = ops.mean(ops.square(features - teacher_features), axis=-1)
@@ -411,6 +433,7 @@ class ScanModel(keras.Model):
             "temperature": self.temperature,
             "beta": self.beta,
             "kd_loss": self.kd_loss,
+            "teacher": self.teacher,
         }
 
     @classmethod

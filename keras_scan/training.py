@@ -52,7 +52,7 @@ import numpy as np
 from keras_scan import data, distribute, runs
 from keras_scan.backbones import registry
 from keras_scan.layers import HEADS
-from keras_scan.scan_model import FINAL, KD_LOSSES, ScanModel
+from keras_scan.scan_model import FINAL, KD_LOSSES, TEACHERS, ScanModel
 
 # Batch size the paper's learning rate is given for.
 REFERENCE_BATCH_SIZE = 128
@@ -73,6 +73,7 @@ DEFAULTS = {
     "temperature": 3.0,
     "beta": 1.0,
     "kd_loss": "kl_t2",
+    "teacher": "final",
     "distill_warmup": 0.0,
     "exits": None,
     "no_exits": False,
@@ -95,6 +96,7 @@ DEFAULTS = {
     "milestones": [0.375, 0.65, 0.9],
     "gamma": 0.1,
     "warmup": 0.05,
+    "clipnorm": None,
     "bn_momentum": 0.9,
     "bn_recalibration": 20,
     "recipe": "default",
@@ -111,10 +113,12 @@ RECIPES = {
     "paper": {
         "schedule": "step",
         "warmup": 0.0,
+        "clipnorm": None,
         "bn_recalibration": 0,
         "alpha": 0.5,
         "temperature": 3.0,
         "kd_loss": "kl_t2",
+        "teacher": "final",
         "beta": 1.0,
         "distill_warmup": 0.0,
     },
@@ -284,12 +288,20 @@ def _check_config(c):
                 c[key],
             )
         c[key] = float(c[key])
+    if c["teacher"] not in TEACHERS:
+        _fail("teacher", f"one of {', '.join(TEACHERS)}", c["teacher"])
     if c["kd_loss"] not in KD_LOSSES:
         _fail("kd_loss", f"one of {', '.join(KD_LOSSES)}", c["kd_loss"])
     if c["bn_momentum"] is not None and (
         not _is_number(c["bn_momentum"]) or not 0 <= c["bn_momentum"] < 1
     ):
         _fail("bn_momentum", "None or a number in [0, 1)", c["bn_momentum"])
+    if c["clipnorm"] is not None and (
+        not _is_number(c["clipnorm"])
+        or not c["clipnorm"] > 0
+        or not math.isfinite(c["clipnorm"])
+    ):
+        _fail("clipnorm", "None or a finite number > 0", c["clipnorm"])
     if not _is_int(c["bn_recalibration"]) or c["bn_recalibration"] < 0:
         _fail("bn_recalibration", "an int >= 0 (batches)", c["bn_recalibration"])
     for key in ("momentum", "alpha"):
@@ -476,6 +488,10 @@ def learning_rate_schedule(config, steps_per_epoch):
 def make_optimizer(config, steps_per_epoch):
     """SGD with momentum, the schedule and the paper's (coupled) weight decay.
 
+    With `clipnorm`, the gradient of all weights together is scaled down to
+    that global norm when it is larger (a guard against the first steps of a
+    fresh network blowing up).
+
     Keras' `weight_decay` is decoupled; `weight_decay / (1 - momentum)` gives
     the steady-state decay of PyTorch's coupled L2 (see the module docs).
     """
@@ -483,10 +499,12 @@ def make_optimizer(config, steps_per_epoch):
     decay = (
         config["weight_decay"] / (1.0 - momentum) if config["weight_decay"] else None
     )
+    clipnorm = config.get("clipnorm")
     return keras.optimizers.SGD(
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         momentum=momentum,
         weight_decay=decay,
+        global_clipnorm=float(clipnorm) if clipnorm else None,
     )
 
 
@@ -529,6 +547,7 @@ def make_model(config, num_classes):
             temperature=config["temperature"],
             beta=config["beta"],
             kd_loss=config["kd_loss"],
+            teacher=config["teacher"],
         )
     except ValueError as e:
         raise ValueError(

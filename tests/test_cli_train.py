@@ -81,6 +81,8 @@ def test_help_explains_every_flag_with_examples(capsys):
         "--distill-warmup",
         "--bn-momentum",
         "--bn-recalibration",
+        "--teacher",
+        "--clipnorm",
     ):
         assert flag in text, flag
     assert "mobilenet_v2" in text and "cifar_resnet18" in text
@@ -226,6 +228,8 @@ def test_train_on_tfds_with_mock_data(tmp_path):
         (["--recipe", "fast"], "invalid choice: 'fast'"),
         (["--schedule", "linear"], "invalid choice: 'linear'"),
         (["--kd-loss", "js"], "invalid choice: 'js'"),
+        (["--teacher", "self"], "invalid choice: 'self'"),
+        (["--clipnorm", "0"], "`clipnorm` must be.*clipnorm=0.0"),
     ],
 )
 def test_bad_train_arguments_leave_no_run(tmp_path, capsys, args, message):

@@ -180,8 +180,24 @@ def test_loss_terms_and_ablations():
                 want += (1 - a) * ce_all[i] + a * div
             got = float(model.compute_loss(x, y, pred, training=False))
             assert got == pytest.approx(want, rel=1e-4), (kind, scale)
-    model.kd_loss = "kl_t2"
+    # The ensemble teacher: the mean of all exits' softened probabilities
+    # teaches every exit, the final one included.
+    model.kd_loss, model.teacher = "kl", "ensemble"
     model.distill_scale.assign(1.0)
+    mean = sum(keras.ops.softmax(pred[n] / T) for n in model.exit_names) / len(
+        model.exit_names
+    )
+    want = 0.0
+    for i, n in enumerate(model.exit_names):
+        student_lp = keras.ops.log_softmax(pred[n] / T)
+        div = float(
+            keras.ops.mean(keras.ops.sum(mean * (keras.ops.log(mean) - student_lp), -1))
+        )
+        want += (1 - alpha) * ce_all[i] + alpha * div
+    assert float(model.compute_loss(x, y, pred, training=False)) == pytest.approx(
+        want, rel=1e-4
+    )
+    model.kd_loss, model.teacher = "kl_t2", "final"
     model.alpha, model.temperature, model.beta, model.distillation = (
         0.5,
         3.0,
@@ -277,6 +293,7 @@ def test_trained_model_save_load_identical(trained, fm_small):
         ({"num_classes": 10, "alpha": float("nan")}, "alpha=nan"),
         ({"num_classes": 10, "temperature": float("inf")}, "temperature=inf"),
         ({"num_classes": 10, "kd_loss": "js"}, "kd_loss='js'"),
+        ({"num_classes": 10, "teacher": "self"}, "teacher='self'"),
         ({"num_classes": 10, "head": "mlp"}, "head='mlp'"),
         ({"num_classes": 10, "exits": ["missing"]}, "missing"),
         ({"num_classes": 10, "exits": ["stage2_block1_1_conv"]}, "cut point"),

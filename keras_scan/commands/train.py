@@ -28,7 +28,7 @@ history.csv, eval.json (test split) and logs/ (TensorBoard).
 def add_parser(subparsers):
     from keras_scan.backbones import registry
     from keras_scan.layers import HEADS
-    from keras_scan.scan_model import KD_LOSSES
+    from keras_scan.scan_model import KD_LOSSES, TEACHERS
     from keras_scan.training import DEFAULTS, RECIPES, SCHEDULES
 
     d = DEFAULTS
@@ -107,6 +107,13 @@ def add_parser(subparsers):
         help=f"distillation term: kl_t2 = T^2 KL(teacher || exit) (Hinton, the "
         f"paper's code), kl = without T^2 (the journal version), reverse_* = "
         f"KL(exit || teacher) (default {d['kd_loss']})",
+    )
+    g.add_argument(
+        "--teacher",
+        choices=TEACHERS,
+        help="final = the final exit teaches the shallow ones (the paper); "
+        "ensemble = the mean of all exits teaches every exit "
+        f"(default {d['teacher']})",
     )
     g.add_argument(
         "--distill-warmup",
@@ -227,6 +234,12 @@ def add_parser(subparsers):
     )
     g.add_argument(
         "--gamma", type=float, help=f"step-decay factor (default {d['gamma']})"
+    )
+    g.add_argument(
+        "--clipnorm",
+        type=float,
+        help="clip the global gradient norm to this value (default: "
+        f"{d['clipnorm'] or 'off'})",
     )
     g.add_argument(
         "--bn-momentum",
