@@ -31,7 +31,7 @@ from benchmarks import common  # noqa: E402
 
 BUDGETS = {
     # What the test runs: every code path, numbers meaningless.
-    "smoke": {"width": 8, "limit": 600, "epochs": 2, "test_limit": 300},
+    "smoke": {"width": 8, "limit": 600, "epochs": 2, "test_limit": 200},
     # The issue's first table: 9k train / 1k validation images, 10 epochs.
     "short": {"width": 16, "limit": 10000, "epochs": 10, "test_limit": None},
     # The CPU profile of benchmarks/run.py: 18k / 2k images, 3 epochs.
@@ -220,6 +220,9 @@ def report(results):
     ]
     rows = results["variants"]
     plain = rows.get("plain", {}).get("exits", [None])[-1]
+    defaults = json.loads(
+        json.dumps(common.jsonable(variant_config(budget["name"], "default")))
+    )
     for name, r in rows.items():
         exits = r["exits"]
         cells = [""] * (4 - len(exits)) + [_fmt(a) for a in exits]
@@ -231,6 +234,8 @@ def report(results):
             else f"{100 * (exits[-1] - plain):+.2f}"
         )
         settings = ", ".join(f"{k}={v}" for k, v in r["overrides"].items()) or "-"
+        if name != "default" and _same_settings(r["config"], defaults):
+            name = f"{name} (= default)"
         lines.append(
             f"| {name} | {' | '.join(cells)} | {_fmt(r.get('ensemble'))} | {delta} | "
             f"{r['train_seconds']:.0f} | {settings} |"
@@ -240,19 +245,44 @@ def report(results):
         "Rows named `*_paper` use `--recipe paper` (step schedule, no warm-up, no "
         "batch-norm re-estimation); the others the package's default recipe with "
         "the settings named. `plain` is the backbone alone (`--no-exits`), `ds` "
-        "deep supervision (`--no-distill`).",
+        "deep supervision (`--no-distill`). `vs plain` compares with the `plain` "
+        "row (the default recipe). `train s` is wall time on a shared machine "
+        "where other runs trained at the same time: not a cost comparison (the "
+        "training cost is measured side by side in `benchmarks/results/cpu`).",
         "",
         "Commands (one per row):",
         "",
     ]
     for name, r in rows.items():
-        lines.append(f"- {name}: `{r['command']}`")
+        # From the stored settings, against today's defaults.
+        lines.append(f"- {name}: `{cli_command(r['config'])}`")
     lines += [
         "",
         f"Reproduce: `{results['reproduce']}`",
         "",
     ]
     return "\n".join(lines)
+
+
+def _save(out, results, name=None):
+    """Writes results.json and REPORT.md, keeping rows another run of this
+    script wrote meanwhile (two budgets or variant lists may run at once)."""
+    path = out / "results.json"
+    if path.is_file():
+        on_disk = json.loads(path.read_text())
+        if on_disk.get("budget") == results["budget"]:
+            merged = dict(on_disk.get("variants", {}))
+            merged.update(
+                {n: v for n, v in results["variants"].items() if n not in merged}
+            )
+            if name is not None:
+                merged[name] = results["variants"][name]
+            results["variants"] = merged
+    results["variants"] = {
+        n: results["variants"][n] for n in VARIANTS if n in results["variants"]
+    }
+    common.write_json(path, results)
+    (out / "REPORT.md").write_text(report(results))
 
 
 def main(argv=None):
@@ -308,18 +338,14 @@ def main(argv=None):
             overrides=VARIANTS[name], config=stored, command=cli_command(config)
         )
         variants[name] = record
-        # Keep the table in the order of VARIANTS.
-        results["variants"] = {n: variants[n] for n in VARIANTS if n in variants}
+        _save(out, results, name)
         variants = results["variants"]
-        common.write_json(path, results)
-        (out / "REPORT.md").write_text(report(results))
         print(
             f"{name}: exits {', '.join(_fmt(a) for a in record['exits'])} "
             f"({record['train_seconds']:.0f} s)",
             flush=True,
         )
-    common.write_json(path, results)
-    (out / "REPORT.md").write_text(report(results))
+    _save(out, results)
     return results
 
 

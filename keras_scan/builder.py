@@ -12,10 +12,10 @@ def build(
     head="scan",
     attention=True,
     distillation=True,
-    alpha=0.5,
+    alpha=0.3,
     temperature=3.0,
     beta=1.0,
-    kd_loss="kl_t2",
+    kd_loss="kl",
     teacher="final",
     name=None,
 ):
@@ -38,11 +38,12 @@ def build(
         attention: bool. Attention module in front of each head. Defaults to `True`.
         distillation: bool. Self-distillation from the final exit; `False`
             gives plain deep supervision. Defaults to `True`.
-        alpha: float in [0, 1]. KL weight. Defaults to 0.5.
+        alpha: float in [0, 1]. Distillation weight. Defaults to 0.3 (the
+            paper's code: 0.5 with `kd_loss="kl_t2"`).
         temperature: float > 0. Distillation temperature. Defaults to 3.0.
         beta: float >= 0. Feature (hint) loss weight. Defaults to 1.0.
         kd_loss: str. `"kl_t2"`, `"kl"`, `"reverse_kl_t2"` or `"reverse_kl"`
-            (see `ScanModel`). Defaults to `"kl_t2"`.
+            (see `ScanModel`). Defaults to `"kl"`.
         teacher: str. `"final"` (the paper) or `"ensemble"` (the mean of all
             exits teaches every exit). Defaults to `"final"`.
         name: str. Model name. Defaults to `"scan_<backbone name>"`.

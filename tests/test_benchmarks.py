@@ -267,3 +267,35 @@ def test_variant_configs_use_the_training_recipe():
     )
     gpu = accuracy.variant_config(profiles.resolve("gpu"), "scan")
     assert (gpu["width"], gpu["limit"], gpu["epochs"]) == (64, None, 24)
+
+
+@pytest.mark.slow
+def test_distillation_ablations_smoke(tmp_path, capsys):
+    """benchmarks/distillation.py: rows trained alike, a report, reuse on rerun."""
+    from benchmarks import distillation
+
+    out = tmp_path / "distillation"
+    names = ["plain", "ds", "kl_a0.3_ramp"]
+    results = distillation.main(
+        ["--budget", "smoke", "--variants", ",".join(names), "--out", str(out)]
+    )
+    rows = results["variants"]
+    assert list(rows) == names
+    assert len(rows["plain"]["exits"]) == 1 and len(rows["ds"]["exits"]) == 4
+    for r in rows.values():
+        assert all(0.0 <= a <= 1.0 for a in r["exits"])
+        assert r["command"].startswith("keras-scan train")
+    # The pinned base recipe: the ds row keeps the paper's loss settings
+    # whatever the package defaults are; the default-equal row is marked.
+    assert rows["ds"]["config"]["distillation"] is False
+    assert rows["kl_a0.3_ramp"]["config"]["distill_warmup"] == 0.5
+    report = (out / "REPORT.md").read_text()
+    assert "kl_a0.3_ramp (= default)" in report and "| ds |" in report
+    saved = json.loads((out / "results.json").read_text())
+    assert list(saved["variants"]) == names
+
+    capsys.readouterr()
+    distillation.main(["--budget", "smoke", "--variants", "ds", "--out", str(out)])
+    assert "ds: reused" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        distillation.main(["--budget", "smoke", "--variants", "nope"])
