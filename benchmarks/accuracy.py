@@ -2,8 +2,10 @@
 
 Every variant is trained in this process, one after the other, with the same
 recipe (`keras_scan.training`: `make_model`, `make_optimizer` (SGD + momentum,
-coupled weight decay, step schedule), `compile_model`, `make_pipelines`
-(crop + flip), `evaluate_model`), the same data, seed and number of epochs;
+coupled weight decay, warm-up and cosine schedule), `compile_model`,
+`make_pipelines` (crop + flip), `recipe_callbacks` (the distillation ramp),
+`finish_training` (batch-norm re-estimation), `evaluate_model`), the same
+data, seed and number of epochs;
 the weights of the last epoch are evaluated on the test split. The SCAN
 model is saved with its per-exit validation and test probabilities for the
 later sections.
@@ -57,7 +59,10 @@ def variant_config(settings, name):
 def cli_command(config, name):
     """The `keras-scan train` command that trains the same configuration."""
     parts = ["keras-scan train"]
-    defaults = training.DEFAULTS
+    recipe = config.get("recipe", "default")
+    defaults = dict(training.DEFAULTS, **training.RECIPES[recipe])
+    if recipe != "default":
+        parts.append(f"--recipe {recipe}")
     for key in RECIPE_KEYS + ("head", "beta"):
         value = config[key]
         if key in _FLAGS:
@@ -106,9 +111,14 @@ def train_variant(ctx, name):
         validation_data=val_ds,
         epochs=config["epochs"],
         shuffle=False,  # the pipelines shuffle (seeded)
-        callbacks=[keras.callbacks.TerminateOnNaN(), timer],
+        callbacks=[
+            keras.callbacks.TerminateOnNaN(),
+            timer,
+            *training.recipe_callbacks(config),
+        ],
         verbose=0,
     )
+    training.finish_training(model, splits, config)  # batch-norm re-estimation
     train_seconds = time.perf_counter() - start
     if len(timer.seconds) < config["epochs"]:
         raise RuntimeError(f"Training of variant {name!r} stopped early (NaN loss?).")

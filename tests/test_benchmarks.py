@@ -258,7 +258,8 @@ def test_variant_configs_use_the_training_recipe():
     s = profiles.resolve("cpu")
     scan = accuracy.variant_config(s, "scan")
     assert scan["width"] == 16 and scan["limit"] == 20000 and scan["epochs"] == 3
-    assert scan["schedule"] == "step" and scan["lr"] == 0.1
+    assert scan["schedule"] == "cosine" and scan["lr"] == 0.1
+    assert scan["distill_warmup"] == 0.5 and scan["bn_recalibration"] > 0
     assert accuracy.variant_config(s, "plain")["no_exits"] is True
     assert accuracy.variant_config(s, "no_feature_loss")["beta"] == 0.0
     cmd = accuracy.cli_command(accuracy.variant_config(s, "no_distillation"), "nd")
