@@ -1319,9 +1319,13 @@ def train(
         model.load_weights(work / runs.MODEL)  # the best epoch
     else:  # evaluate on one device, outside the distribution
         model = keras.saving.load_model(work / runs.MODEL, compile=False)
-    if config["bn_recalibration"]:
-        used = finish_training(model, splits, config)
-        _save_atomic(model, work / runs.MODEL)
+    if isinstance(model, ScanModel):
+        # The ramp's share is training state: the published model carries the
+        # full distillation weight (a checkpoint may hold a share mid-ramp).
+        model.distill_scale.assign(1.0)
+    used = finish_training(model, splits, config)
+    _save_atomic(model, work / runs.MODEL)
+    if used:
         say(f"Batch-norm statistics re-estimated from {used} training batches.")
     evaluation = None
     if evaluate:

@@ -99,7 +99,8 @@ def test_loss_terms_and_ablations():
     keras.utils.set_random_seed(1)
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 10
-    model = keras_scan.build(small_backbone(), num_classes=10)
+    # The paper's term (T^2-scaled KL) first; the other kinds below.
+    model = keras_scan.build(small_backbone(), num_classes=10, kd_loss="kl_t2")
     pred = model(x, training=False)
 
     ce = lambda logits: float(  # noqa: E731
