@@ -20,6 +20,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import zipfile
 
 MODEL = "model.keras"
 LAST = "last.keras"
@@ -99,7 +100,22 @@ def load_model(run, which=MODEL):
             f"`run` has no trained model: {path} does not exist (did `keras-scan "
             f"train` finish an epoch?). Received: run={str(run)!r}"
         )
-    return keras.saving.load_model(path)
+    # A `.keras` file is a zip archive; Keras reports a truncated one as
+    # "File not found", which sends a user looking for a missing file.
+    if not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"`run` has a corrupt model file: {path} is not a Keras archive "
+            f"(truncated or overwritten?). Retrain, or restore the file. "
+            f"Received: run={str(run)!r}"
+        )
+    try:
+        return keras.saving.load_model(path)
+    except Exception as e:  # a damaged member inside a valid archive
+        raise ValueError(
+            f"`run` has a corrupt model file: {path} cannot be loaded "
+            f"({type(e).__name__}: {e}). Retrain, or restore the file. "
+            f"Received: run={str(run)!r}"
+        ) from e
 
 
 def load_splits(run, dataset=None, data_dir=None, download=False):

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import zipfile
 
 import numpy as np
 import pytest
@@ -318,6 +319,22 @@ def test_evaluate_bad_input(tmp_path, capsys):
     assert cli.main(["evaluate", str(run)]) == 2
     assert "has no trained model" in capsys.readouterr().err
     assert not (run / runs.EVAL).exists()
+    # A model file that exists but is damaged: said so, not "file not found".
+    model = run / runs.MODEL
+    with zipfile.ZipFile(model, "w") as z:
+        z.writestr("config.json", "{not json")
+        z.writestr("model.weights.h5", b"\0" * 4096)
+    whole = model.read_bytes()
+    for content, match in [
+        (whole[: len(whole) // 2], "is not a Keras archive"),  # truncated
+        (whole, "cannot be loaded"),  # a valid archive, damaged inside
+    ]:
+        model.write_bytes(content)
+        assert cli.main(["evaluate", str(run)]) == 2
+        err = capsys.readouterr().err
+        assert "corrupt model file" in err and match in err and str(model) in err
+        assert "File not found" not in err
+        assert not (run / runs.EVAL).exists()
 
 
 def test_evaluate_refuses_a_dataset_with_other_classes(tmp_path, capsys, fashion_mnist):

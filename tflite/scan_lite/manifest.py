@@ -9,6 +9,7 @@ has the size and SHA-256 the manifest records.
 
 import hashlib
 import json
+import math
 import os
 import pathlib
 import re
@@ -73,6 +74,11 @@ def validate(manifest):
             f"Unsupported manifest format_version={version!r}; this scan_lite reads "
             f"version {FORMAT_VERSION}. Re-export with a matching keras_scan."
         )
+    # JSON has no NaN or Infinity (RFC 8259), but Python's json module reads
+    # them, and a JSON schema's bounds do not reject NaN: a NaN threshold would
+    # pass validation and silently disable early exit. Refused here, whatever
+    # validator runs.
+    _check_finite(manifest, [])
     try:
         import jsonschema
     except ImportError:
@@ -88,6 +94,21 @@ def validate(manifest):
     else:
         _minimal_check(manifest)
     _check_consistency(manifest)
+
+
+def _check_finite(value, where):
+    if isinstance(value, float) and not math.isfinite(value):
+        _require(
+            False,
+            "/".join(map(str, where)) or "(root)",
+            f"{value} is not a number (JSON has no NaN or Infinity)",
+        )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_finite(item, [*where, key])
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            _check_finite(item, [*where, i])
 
 
 def _require(condition, where, what):

@@ -96,6 +96,21 @@ def test_truncated_and_missing_files(export_copy):
         (lambda m: m.update(format_version=2), "format_version"),
         (lambda m: m["thresholds"].update(values=[0.5]), "thresholds"),
         (lambda m: m["thresholds"].update(values=[0.5, 1.5]), "thresholds"),
+        # NaN passes a schema's minimum/maximum; it would disable early exit.
+        (
+            lambda m: m["thresholds"].update(values=[float("nan"), 0.5]),
+            "at thresholds/values/0: nan is not a number",
+        ),
+        (
+            lambda m: m["thresholds"].update(values=[0.5, float("inf")]),
+            "at thresholds/values/1: inf is not a number",
+        ),
+        (
+            lambda m: m["variants"]["int8"]["cascade"]["signatures"]["stage_1"][
+                "inputs"
+            ]["features"].update(scale=float("nan")),
+            "at variants/int8/cascade/signatures/stage_1/inputs/features/scale",
+        ),
         (lambda m: m["thresholds"].update(measure="softmax"), "measure"),
         (lambda m: m.pop("files"), "files"),
         (lambda m: m.update(labels=["a", "b"]), "labels"),
