@@ -9,7 +9,7 @@
 5. `keras-scan export`    int8 LiteRT models + manifest
 6. `scan-lite run`        the device-side cascade on a few test images
 
-Sized for a few minutes on 2 CPU cores (`--limit`, `--epochs`, `--width` to change it).
+Sized for about a quarter of an hour on 2 CPU cores (`--limit`, `--epochs`, `--width` to change it).
 Every command is printed before it runs, so you can rerun any step by hand.
 """
 

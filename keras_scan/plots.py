@@ -51,8 +51,10 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     """Accuracy vs mean MACs of a threshold search, saved as a PNG.
 
     Draws the Pareto front of the search, the best single global threshold's
-    curve (the SDN baseline), each exit used alone, the plain backbone and the
-    chosen operating point (plus the accuracy target or MAC budget).
+    curve (the SDN baseline), each exit used alone, the final exit alone (the
+    SCAN model without early exit: the cost baseline, not a separately trained
+    plain backbone) and the chosen operating point (plus the accuracy target
+    or MAC budget).
 
     Args:
         result: `keras_scan.thresholds.Thresholds`. As returned by
@@ -134,7 +136,9 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     full = metrics.get("full_model")
     if full and all(isinstance(v, numbers.Real) for v in full):
         x, y = xy(*full)
-        ax.plot([x], [y], "D", color="k", ms=7, label="plain backbone")
+        ax.plot(
+            [x], [y], "D", color="k", ms=7, label="final exit alone (no early exit)"
+        )
     g = metrics.get("global_threshold")
     if isinstance(g, dict) and "accuracy" in g and "mean_macs" in g:
         x, y = xy(g["accuracy"], g["mean_macs"])
