@@ -110,7 +110,8 @@ def load_model(run, which=MODEL):
         )
     try:
         return keras.saving.load_model(path)
-    except Exception as e:  # a damaged member inside a valid archive
+    except (ValueError, KeyError, OSError, zipfile.BadZipFile) as e:
+        # a damaged member inside a valid archive (JSON, HDF5, zip entry)
         raise ValueError(
             f"`run` has a corrupt model file: {path} cannot be loaded "
             f"({type(e).__name__}: {e}). Retrain, or restore the file. "

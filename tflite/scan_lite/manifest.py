@@ -98,10 +98,10 @@ def validate(manifest):
 
 def _check_finite(value, where):
     if isinstance(value, float) and not math.isfinite(value):
-        _require(
-            False,
-            "/".join(map(str, where)) or "(root)",
-            f"{value} is not a number (JSON has no NaN or Infinity)",
+        where = "/".join(map(str, where)) or "(root)"
+        raise ManifestError(
+            f"{MANIFEST} is invalid at {where}: {value} is not a number "
+            "(JSON has no NaN or Infinity)"
         )
     elif isinstance(value, dict):
         for key, item in value.items():
