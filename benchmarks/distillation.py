@@ -41,7 +41,7 @@ BUDGETS = {
 }
 
 # The paper's code: step schedule, no warm-up, alpha 0.5 with T^2 at T = 3.
-PAPER = {"recipe": "paper"}
+PAPER = {"recipe": "paper", "head": "scan", "attention": "scan"}
 
 # The recipe the loss ablations share, pinned here so that a change of the
 # package's defaults does not silently change what a row means (the
@@ -58,6 +58,9 @@ BASE = {
     "teacher": "final",
     "beta": 1.0,
     "distill_warmup": 0.0,
+    # The loss ablations were measured on the paper's exits.
+    "head": "scan",
+    "attention": "scan",
 }
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -80,7 +83,22 @@ VARIANTS = {
     "kl_t2_a0.5_T1": {"kd_loss": "kl_t2", "alpha": 0.5, "temperature": 1.0},
     "reverse_kl_t2_a0.5": {"kd_loss": "reverse_kl_t2", "alpha": 0.5},
     "kl_a0.3_beta0": {"kd_loss": "kl", "alpha": 0.3, "beta": 0.0},
+    "kl_a0.3_beta0_ramp": {
+        "kd_loss": "kl",
+        "alpha": 0.3,
+        "beta": 0.0,
+        "distill_warmup": 0.5,
+    },
     "ds_beta0": {"distillation": False, "beta": 0.0},
+    # Exit designs (issue 15) under the default loss: the paper's exits are
+    # `kl_a0.3_ramp`; "default" has the package's (lite head, channel gate).
+    "lite_no_attention": {
+        "kd_loss": "kl",
+        "alpha": 0.3,
+        "distill_warmup": 0.5,
+        "head": "lite",
+        "attention": "none",
+    },
     "ens_kl_a0.3": {"kd_loss": "kl", "alpha": 0.3, "teacher": "ensemble"},
     "ens_kl_a0.3_ramp": {
         "kd_loss": "kl",
@@ -120,7 +138,11 @@ def variant_config(budget, name, extra=None):
 
 def _same_settings(stored, config):
     """Whether a cached row was trained with `config` (settings added to the
-    package since are compared only when the cached row has them)."""
+    package since are compared only when the cached row has them; rows from
+    before attention kinds stored `attention: true` for the paper's)."""
+    stored = dict(stored)
+    if isinstance(stored.get("attention"), bool):
+        stored["attention"] = "scan" if stored["attention"] else "none"
     return all(config.get(k) == v for k, v in stored.items())
 
 
@@ -128,6 +150,9 @@ def cli_command(config):
     from keras_scan import training
 
     parts = ["keras-scan train"]
+    config = dict(config)
+    if isinstance(config.get("attention"), bool):  # rows from before kinds
+        config["attention"] = "scan" if config["attention"] else "none"
     base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
     for key, value in config.items():
         if key in ("data_dir", "distribute") or value == base.get(key):
@@ -139,7 +164,6 @@ def cli_command(config):
             flag = {
                 "no_exits": "--no-exits",
                 "distillation": "--no-distill",
-                "attention": "--no-attention",
                 "augment": "--no-augment",
             }[key]
             parts.append(flag)

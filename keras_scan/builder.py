@@ -9,8 +9,8 @@ def build(
     model,
     num_classes,
     exits=None,
-    head="scan",
-    attention=True,
+    head="lite",
+    attention="gate",
     distillation=True,
     alpha=0.3,
     temperature=3.0,
@@ -33,9 +33,11 @@ def build(
         num_classes: int. Number of classes (>= 2).
         exits: `None`, an int k (k exits spread evenly by MACs) or a list of
             layer names. Defaults to `None`.
-        head: str. `"scan"` (paper), `"sepconv"` (cheaper) or `"linear"`.
-            Defaults to `"scan"`.
-        attention: bool. Attention module in front of each head. Defaults to `True`.
+        head: str. `"lite"` (cheap on LiteRT), `"scan"` (the paper's),
+            `"sepconv"` or `"linear"`. Defaults to `"lite"`.
+        attention: str or bool. `"gate"` (channel gate), `"scan"` (the
+            paper's spatial mask) or `None`; `True` is `"scan"`. Defaults to
+            `"gate"`. `head="scan", attention="scan"` gives the paper's exits.
         distillation: bool. Self-distillation from the final exit; `False`
             gives plain deep supervision. Defaults to `True`.
         alpha: float in [0, 1]. Distillation weight. Defaults to 0.3 (the

@@ -8,6 +8,7 @@ from keras import ops
 from keras_scan import distribute
 from keras_scan.backbones import taps as taps_lib
 from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
+from keras_scan.layers.attention_module import KINDS as ATTENTIONS
 
 FINAL = "final"
 KD_LOSSES = ("kl_t2", "kl", "reverse_kl_t2", "reverse_kl")
@@ -78,10 +79,15 @@ class ScanModel(keras.Model):
         exits: `None` (one tap at the end of each resolution stage but the
             last, at most 3), an int k (k taps spread evenly by MACs), or a list
             of layer names whose outputs are cut points. Defaults to `None`.
-        head: str. Exit head variant: `"scan"`, `"sepconv"` or `"linear"`.
-            Defaults to `"scan"`.
-        attention: bool. Put an `AttentionModule` in front of each head.
-            Defaults to `True`.
+        head: str. Exit head variant (`ShallowClassifier`): `"lite"`
+            (downsample before widening: cheap on LiteRT), `"scan"` (the
+            paper's), `"sepconv"` or `"linear"`. Defaults to `"lite"`.
+        attention: str or bool. The `AttentionModule` in front of each head:
+            `"gate"` (a channel gate), `"scan"` (the paper's spatial mask) or
+            `None`/`"none"`; `True` means `"scan"` and `False` `None`.
+            Defaults to `"gate"`. The paper's exits exactly:
+            `head="scan", attention="scan"` (measured side by side in
+            `benchmarks/results/exit-latency` and `distillation-cpu`).
         distillation: bool. Distil the final exit into the shallow ones; with
             `False` the shallow exits learn from labels only (deep
             supervision) and the KL term is zero. Defaults to `True`.
@@ -118,8 +124,8 @@ class ScanModel(keras.Model):
         backbone,
         num_classes,
         exits=None,
-        head="scan",
-        attention=True,
+        head="lite",
+        attention="gate",
         distillation=True,
         alpha=0.3,
         temperature=3.0,
@@ -135,6 +141,7 @@ class ScanModel(keras.Model):
         _check_number("beta", beta, low=0.0)
         if head not in HEADS:
             raise ValueError(f"`head` must be one of {HEADS}. Received: head={head!r}")
+        attention = resolve_attention(attention)
         if teacher not in TEACHERS:
             raise ValueError(
                 f"`teacher` must be one of {TEACHERS}. Received: teacher={teacher!r}"
@@ -156,8 +163,8 @@ class ScanModel(keras.Model):
         for i, tap in enumerate(taps):
             name = f"exit_{i}"
             x = tap.tensor
-            if attention:
-                x = AttentionModule(name=f"{name}_attention")(x)
+            if attention is not None:
+                x = AttentionModule(kind=attention, name=f"{name}_attention")(x)
             stride = max(1, tap.spatial[0] // feature_map.spatial[0])
             f, logits = ShallowClassifier(
                 num_classes, feature_dim, stride, head=head, name=f"{name}_head"
@@ -174,7 +181,7 @@ class ScanModel(keras.Model):
         self.num_classes = int(num_classes)
         self.exits = [t.name for t in taps]
         self.head = head
-        self.attention = bool(attention)
+        self.attention = attention
         self.distillation = bool(distillation)
         self.alpha = float(alpha)
         self.temperature = float(temperature)
@@ -447,6 +454,20 @@ class ScanModel(keras.Model):
         if isinstance(backbone, dict):
             backbone = keras.layers.deserialize(backbone)
         return cls(backbone=backbone, **config)
+
+
+def resolve_attention(attention):
+    """`attention` as a kind (`"scan"`, `"gate"`) or `None`; `True` is `"scan"`."""
+    if attention is True:
+        return "scan"
+    if attention is False or attention is None or attention == "none":
+        return None
+    if attention not in ATTENTIONS:
+        raise ValueError(
+            f"`attention` must be one of {ATTENTIONS}, 'none', True, False or None. "
+            f"Received: attention={attention!r}"
+        )
+    return attention
 
 
 def _divergence(teacher_log_probs, student_log_probs, kind):

@@ -52,7 +52,10 @@ import numpy as np
 from keras_scan import data, distribute, runs
 from keras_scan.backbones import registry
 from keras_scan.layers import HEADS
+from keras_scan.layers.attention_module import KINDS as _KINDS
 from keras_scan.scan_model import FINAL, KD_LOSSES, TEACHERS, ScanModel
+
+ATTENTION_KINDS = (*_KINDS, "none")
 
 # Batch size the paper's learning rate is given for.
 REFERENCE_BATCH_SIZE = 128
@@ -66,8 +69,8 @@ DEFAULTS = {
     "backbone": "cifar_resnet18",
     "width": None,
     "weights": None,
-    "head": "scan",
-    "attention": True,
+    "head": "lite",
+    "attention": "gate",
     "distillation": True,
     "alpha": 0.3,
     "temperature": 3.0,
@@ -315,7 +318,12 @@ def _check_config(c):
     c["milestones"] = _check_milestones(c["milestones"])
     if c["head"] not in HEADS:
         _fail("head", f"one of {', '.join(HEADS)}", c["head"])
-    for key in ("attention", "distillation", "no_exits", "augment"):
+    if c["attention"] is True or c["attention"] is False:
+        # Run folders written before attention kinds existed: True was the paper's.
+        c["attention"] = "scan" if c["attention"] else "none"
+    if c["attention"] not in ATTENTION_KINDS:
+        _fail("attention", f"one of {', '.join(ATTENTION_KINDS)}", c["attention"])
+    for key in ("distillation", "no_exits", "augment"):
         if not isinstance(c[key], bool):
             _fail(key, "true or false", c[key])
     c["exits"] = _check_exits(c["exits"])

@@ -19,25 +19,19 @@ APPLICATIONS = {
     "MobileNetV2": (
         keras.applications.MobileNetV2,
         (96, 96, 3),
-        ["block_3_expand_relu", "block_6_expand_relu", "block_13_expand_relu"],
+        # The block outputs (24/32/96 channels), not the next block's 6x
+        # expansion (144/192/576) that ends each resolution stage.
+        ["block_2_add", "block_5_add", "block_12_add"],
     ),
     "MobileNetV3Small": (
         keras.applications.MobileNetV3Small,
         (96, 96, 3),
-        [
-            "expanded_conv_1_expand_bn",
-            "expanded_conv_3_expand_bn",
-            "expanded_conv_8_expand_bn",
-        ],
+        ["expanded_conv_project_bn", "expanded_conv_2_add", "expanded_conv_7_add"],
     ),
     "EfficientNetB0": (
         keras.applications.EfficientNetB0,
         (96, 96, 3),
-        [
-            "block3a_expand_activation",
-            "block4a_expand_activation",
-            "block6a_expand_activation",
-        ],
+        ["block2b_add", "block3b_add", "block5c_add"],
     ),
     "DenseNet121": (
         keras.applications.DenseNet121,
@@ -58,6 +52,14 @@ def test_default_taps_of_applications(name):
     assert sizes == sorted(sizes, reverse=True) and len(set(sizes)) == 3
     assert [t.reduction for t in found] == [4, 8, 16]
     assert all(t.macs > 0 for t in found)
+    # The narrowest tensor at the end of each stage: no later cut point of
+    # the same stage is narrower.
+    points = taps.cut_points(backbone)
+    for tap in found:
+        later = [
+            p for p in points if p.stage == tap.stage and p.position > tap.position
+        ]
+        assert all(p.channels >= tap.channels for p in later), tap.name
     assert [t.macs for t in found] == sorted(t.macs for t in found)
     # Never a name from Keras' global counter.
     layers = {layer.name: layer for layer in backbone.layers}

@@ -290,8 +290,11 @@ def test_distillation_ablations_smoke(tmp_path, capsys):
     # whatever the package defaults are; the default-equal row is marked.
     assert rows["ds"]["config"]["distillation"] is False
     assert rows["kl_a0.3_ramp"]["config"]["distill_warmup"] == 0.5
+    # The loss rows keep the paper's exits whatever the package's default exits.
+    assert rows["kl_a0.3_ramp"]["config"]["head"] == "scan"
+    assert "--head scan --attention scan" in rows["kl_a0.3_ramp"]["command"]
     report = (out / "REPORT.md").read_text()
-    assert "kl_a0.3_ramp (= default)" in report and "| ds |" in report
+    assert "| kl_a0.3_ramp |" in report and "| ds |" in report
     saved = json.loads((out / "results.json").read_text())
     assert list(saved["variants"]) == names
 
@@ -300,3 +303,38 @@ def test_distillation_ablations_smoke(tmp_path, capsys):
     assert "ds: reused" in capsys.readouterr().out
     with pytest.raises(SystemExit):
         distillation.main(["--budget", "smoke", "--variants", "nope"])
+
+
+@pytest.mark.slow
+def test_exit_latency_smoke(tmp_path):
+    """benchmarks/exit_latency.py: a row per backbone and design, ratios that hold."""
+    from benchmarks import exit_latency
+
+    out = tmp_path / "exit-latency"
+    argv = ["--backbones", "cifar_resnet18_w8@32", "--designs", "paper,default"]
+    argv += ["--images", "5", "--warmup", "1", "--out", str(out)]
+    assert exit_latency.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    rows = results["rows"]
+    assert sorted(rows) == [
+        "cifar_resnet18_w8@32/default",
+        "cifar_resnet18_w8@32/paper",
+    ]
+    for row in rows.values():
+        k = len(row["exits"])
+        assert k == 3 and len(row["stage_ms"]) == len(row["up_to_exit_ms"]) == k + 1
+        assert row["full_ms"] > 0 and all(t > 0 for t in row["stage_ms"])
+        # Cumulative: each exit costs at least the one before, in time and MACs.
+        assert row["up_to_exit_ms"] == sorted(row["up_to_exit_ms"])
+        assert row["up_to_exit_macs"] == sorted(row["up_to_exit_macs"])
+        assert row["up_to_exit_macs"][-1] > row["full_macs"]  # heads on the way
+    paper, default = (
+        rows["cifar_resnet18_w8@32/paper"],
+        rows["cifar_resnet18_w8@32/default"],
+    )
+    assert paper["full_macs"] == default["full_macs"]  # same backbone
+    assert all(d < p for d, p in zip(default["head_macs"], paper["head_macs"]))
+    report = (out / "REPORT.md").read_text()
+    assert "| cifar_resnet18_w8@32 | paper |" in report
+    with pytest.raises(SystemExit):
+        exit_latency.main(["--designs", "nope", "--out", str(out)])

@@ -67,6 +67,7 @@ def test_help_explains_every_flag_with_examples(capsys):
         "--limit",
         "--seed",
         "--no-attention",
+        "--attention",
         "--no-distill",
         "--head",
         "--no-exits",

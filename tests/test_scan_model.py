@@ -255,8 +255,37 @@ def test_teacher_side_gets_no_gradient_from_the_distillation_terms():
 def test_no_attention_builds_without_attention_layers():
     model = keras_scan.build(small_backbone(), num_classes=10, attention=False)
     assert not any("attention" in layer.name for layer in model.layers)
+    assert model.attention is None
     with_att = keras_scan.build(small_backbone(), num_classes=10)
     assert sum("attention" in layer.name for layer in with_att.layers) == 3
+
+
+def _exit_layers(model, kind):
+    return [layer for layer in model.layers if isinstance(layer, kind)]
+
+
+def test_default_exits_are_lite_heads_with_channel_gates_paper_exits_by_name():
+    from keras_scan.layers import AttentionModule, ShallowClassifier
+
+    model = keras_scan.build(small_backbone(), num_classes=10)
+    assert {h.head for h in _exit_layers(model, ShallowClassifier)} == {"lite"}
+    assert {a.kind for a in _exit_layers(model, AttentionModule)} == {"gate"}
+    paper = keras_scan.build(
+        small_backbone(), num_classes=10, head="scan", attention="scan"
+    )
+    assert {h.head for h in _exit_layers(paper, ShallowClassifier)} == {"scan"}
+    assert {a.kind for a in _exit_layers(paper, AttentionModule)} == {"scan"}
+    # The exits cost far less than the paper's, the backbone being the same.
+    heads = [e["head_macs"] for e in model.exit_info[:-1]]
+    paper_heads = [e["head_macs"] for e in paper.exit_info[:-1]]
+    assert all(5 * a < b for a, b in zip(heads, paper_heads)), (heads, paper_heads)
+    # A model saved before attention kinds existed (`attention: true`) is the paper's.
+    config = paper.get_config()
+    config["attention"] = True
+    old = keras_scan.ScanModel.from_config(config)
+    assert {a.kind for a in _exit_layers(old, AttentionModule)} == {"scan"}
+    with pytest.raises(ValueError, match="attention='spatial'"):
+        keras_scan.build(small_backbone(), num_classes=10, attention="spatial")
 
 
 @pytest.mark.slow

@@ -27,6 +27,10 @@ def test_recipe_defaults_and_the_papers_recipe():
     assert c["bn_recalibration"] > 0 and c["bn_momentum"] == 0.9
     assert c["milestones"] == [0.375, 0.65, 0.9] and c["gamma"] == 0.1
     assert c["augment"] and c["width"] == 64  # CIFAR ResNet default width
+    assert (c["head"], c["attention"]) == ("lite", "gate")
+    # Run folders written before attention kinds existed stored a bool.
+    assert training.resolve_config({"attention": True})["attention"] == "scan"
+    assert training.resolve_config({"attention": False})["attention"] == "none"
 
     # The paper's code in one setting; explicit settings still win over it.
     paper = training.resolve_config({"recipe": "paper"})
@@ -218,6 +222,8 @@ def test_config_file_precedence_and_round_trip(tmp_path):
         ({"lr": -0.1}, r"`lr` must be a finite number > 0. Received: lr=-0.1"),
         ({"schedule": "linear"}, "one of step, cosine, constant"),
         ({"exits": 0}, "`exits` must be"),
+        ({"attention": "spatial"}, "`attention` must be one of scan, gate, none"),
+        ({"head": "deep"}, "`head` must be one of scan, sepconv, lite, linear"),
     ],
 )
 def test_bad_settings_name_the_setting(overrides, match):

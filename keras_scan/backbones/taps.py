@@ -195,9 +195,61 @@ def feature_map(model):
     return points[-1]
 
 
+_POINTWISE = (
+    "BatchNormalization",
+    "Activation",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+)
+
+
+def _is_pointwise(layer):
+    """A layer that mixes channels pixel by pixel and nothing else: batch norm,
+    an activation, or a 1x1 convolution with stride 1."""
+    if type(layer).__name__ in _POINTWISE:
+        return True
+    if type(layer).__name__ == "Conv2D":
+        return tuple(layer.kernel_size) == (1, 1) and tuple(layer.strides) == (1, 1)
+    return False
+
+
+def _feeds(previous, tap):
+    """Whether `tap` is computed from `previous` alone by one pointwise layer."""
+    operation, node_index, _ = tap.tensor._keras_history
+    if not _is_pointwise(operation):
+        return False
+    inputs = operation._inbound_nodes[node_index].input_tensors
+    return len(inputs) == 1 and inputs[0] is previous.tensor
+
+
+def _stage_end(stage_points, layers):
+    """The tap of one resolution stage: its narrowest cut point at the end.
+
+    A stage often ends with the first 1x1 convolution of the next block
+    (MobileNet and EfficientNet widen 6x there before the strided depthwise
+    conv); an exit tapped there would read the widest tensor of the stage
+    for no extra information. So from the stage's last cut point this walks
+    back over pointwise layers (1x1 conv, batch norm, activation) fed by the
+    previous cut point, and picks the narrowest tensor of that run (ties: the
+    latest, with a stable layer name if one exists). A stage that ends in a
+    block output (ResNet, DenseNet's transition) keeps it."""
+    run = [stage_points[-1]]
+    for previous in reversed(stage_points[:-1]):
+        if not _feeds(previous, run[-1]):
+            break
+        run.append(previous)
+    return min(
+        run,
+        key=lambda t: (t.channels, is_counter_name(layers[t.name]), -t.position),
+    )
+
+
 def default_taps(model, max_exits=3):
-    """The paper's default: the last cut point of each resolution stage but the
-    last one, keeping the deepest `max_exits` (3 shallow exits for ResNets)."""
+    """The paper's default: one tap at the end of each resolution stage but the
+    last one (its narrowest cut point there, see `_stage_end`), keeping the
+    deepest `max_exits` (3 shallow exits for ResNets)."""
     points = cut_points(model)
     final = points[-1]
     layers = {layer.name: layer for layer in model.layers}
@@ -205,15 +257,8 @@ def default_taps(model, max_exits=3):
     for tap in points:
         if tap.spatial == final.spatial or tap.macs == 0:
             continue
-        # The last cut point of the stage, preferring a stable layer name.
-        best = stages.get(tap.stage)
-        if (
-            best is None
-            or not is_counter_name(layers[tap.name])
-            or is_counter_name(layers[best.name])
-        ):
-            stages[tap.stage] = tap
-    taps = list(stages.values())
+        stages.setdefault(tap.stage, []).append(tap)
+    taps = [_stage_end(stage_points, layers) for stage_points in stages.values()]
     if not taps:
         raise ValueError(
             "The input is too small for any shallow exit: the backbone "

@@ -29,7 +29,7 @@ def add_parser(subparsers):
     from keras_scan.backbones import registry
     from keras_scan.layers import HEADS
     from keras_scan.scan_model import KD_LOSSES, TEACHERS
-    from keras_scan.training import DEFAULTS, RECIPES, SCHEDULES
+    from keras_scan.training import ATTENTION_KINDS, DEFAULTS, RECIPES, SCHEDULES
 
     d = DEFAULTS
     p = subparsers.add_parser(
@@ -80,14 +80,20 @@ def add_parser(subparsers):
     g.add_argument(
         "--head",
         choices=HEADS,
-        help=f"exit head (default {d['head']}: the paper's)",
+        help=f"exit head (default {d['head']}; 'scan' is the paper's)",
+    )
+    g.add_argument(
+        "--attention",
+        choices=ATTENTION_KINDS,
+        help=f"attention in front of the exit heads (default {d['attention']}; "
+        "'scan' is the paper's)",
     )
     g.add_argument(
         "--no-attention",
         dest="attention",
         action="store_const",
-        const=False,
-        help="no attention module in front of the exit heads",
+        const="none",
+        help="the same as --attention none",
     )
     g.add_argument(
         "--no-distill",

@@ -3,7 +3,19 @@
 import keras
 from keras import layers, ops
 
-HEADS = ("scan", "sepconv", "linear")
+HEADS = ("scan", "sepconv", "lite", "linear")
+
+
+def _downsample_steps(k):
+    """(kernel size, stride) of the depthwise convs that reduce by k: 3x3/2
+    per factor 2, then one r x r/r for an odd remainder r > 1; (3, 1) for k 1."""
+    steps = []
+    while k > 1 and k % 2 == 0:
+        steps.append((3, 2))
+        k //= 2
+    if k > 1:
+        steps.append((k, k))
+    return steps or [(3, 1)]
 
 
 @keras.saving.register_keras_serializable(package="keras_scan")
@@ -15,6 +27,18 @@ class ShallowClassifier(keras.layers.Layer):
       k x k conv with stride k down to the final stage's resolution, 1x1 conv
       up to `feature_dim`, each with BN + ReLU; global average pooling; dense.
     - `"sepconv"`: the same with the k x k conv depthwise (much cheaper).
+    - `"lite"` (downsample before widening): down to the final resolution
+      in steps of a 3x3 depthwise conv with stride 2 (one per factor 2 of k;
+      an odd remainder r is one r x r depthwise conv with stride r), each
+      followed by a 1x1 conv that doubles the channels (at most
+      `feature_dim // bottleneck_ratio`); a 1x1 conv to that width if not
+      reached; global average pooling, then dense `feature_dim` (the
+      pre-logit features) and the classifier. Each conv and the dense have
+      BN + ReLU. Nothing but the
+      depthwise conv touches the tap's resolution, so its cost is a small
+      fraction of a backbone stage on any backbone, in MACs and on LiteRT
+      (3x3 depthwise convs run on LiteRT's fast kernels; a k x k one with
+      k = 8 measured 20x slower than three 3x3 ones).
     - `"linear"`: global average pooling and dense only; its features have
       the tap's width, so no feature (hint) loss applies to it unless that
       width equals `feature_dim`.
@@ -22,10 +46,10 @@ class ShallowClassifier(keras.layers.Layer):
     Args:
         num_classes: int. Number of classes.
         feature_dim: int. Width of the final exit's pre-logit features; the
-            `"scan"` and `"sepconv"` heads project to it. Ignored by `"linear"`.
+            `"scan"`, `"sepconv"` and `"lite"` heads project to it. Ignored by `"linear"`.
         stride: int. Spatial reduction k from the tap to the final feature
             map (`tap height // final height`, at least 1).
-        head: str. One of `"scan"`, `"sepconv"`, `"linear"`. Defaults to
+        head: str. One of `"scan"`, `"sepconv"`, `"lite"`, `"linear"`. Defaults to
             `"scan"`.
         bottleneck_ratio: int. `feature_dim // bottleneck_ratio` channels in
             the bottleneck. Defaults to 4 (the paper's code).
@@ -109,20 +133,48 @@ class ShallowClassifier(keras.layers.Layer):
                 ),
                 self._conv_bn("conv", self.feature_dim, 1, 1, "expand"),
             ]
+        elif self.head == "lite":
+            channels = int(input_shape[-1])
+            self.blocks = []
+            for i, (size, step) in enumerate(_downsample_steps(k)):
+                channels = min(2 * channels, mid)
+                self.blocks += [
+                    self._conv_bn("depthwise", None, size, step, f"downsample_{i}"),
+                    self._conv_bn("conv", channels, 1, 1, f"mix_{i}"),
+                ]
+            if channels != mid:
+                self.blocks.append(self._conv_bn("conv", mid, 1, 1, "reduce"))
         shape = tuple(input_shape)
         for conv, bn in self.blocks:
             conv.build(shape)
             shape = conv.compute_output_shape(shape)
             bn.build(shape)
         self.pool = layers.GlobalAveragePooling2D(name="pool")
+        shape = (shape[0], shape[-1])
+        self.project = []
+        if self.head == "lite":
+            dense = layers.Dense(
+                self.feature_dim,
+                use_bias=False,
+                kernel_initializer="he_normal",
+                name="project",
+            )
+            bn = layers.BatchNormalization(momentum=self.bn_momentum, name="project_bn")
+            dense.build(shape)
+            shape = dense.compute_output_shape(shape)
+            bn.build(shape)
+            self.project = [dense, bn]
         self.classifier = layers.Dense(self.num_classes, name="logits")
-        self.classifier.build((shape[0], shape[-1]))
+        self.classifier.build(shape)
 
     def call(self, inputs, training=None):
         x = inputs
         for conv, bn in self.blocks:
             x = ops.relu(bn(conv(x), training=training))
         features = self.pool(x)
+        if self.project:
+            dense, bn = self.project
+            features = ops.relu(bn(dense(features), training=training))
         return features, self.classifier(features)
 
     def compute_macs(self, input_shapes):
@@ -132,7 +184,10 @@ class ShallowClassifier(keras.layers.Layer):
         steps = []
         for conv, bn in self.blocks:
             steps += [conv, bn, "elementwise"]
-        return chain_macs(steps + [self.pool, self.classifier], tuple(input_shapes[0]))
+        steps.append(self.pool)
+        if self.project:
+            steps += [*self.project, "elementwise"]
+        return chain_macs(steps + [self.classifier], tuple(input_shapes[0]))
 
     def compute_output_shape(self, input_shape):
         width = input_shape[-1] if self.head == "linear" else self.feature_dim

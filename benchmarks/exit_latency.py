@@ -1,0 +1,231 @@
+"""Exit cost on the device: LiteRT int8 latency (batch 1) of the full model, of
+the cascade up to each exit and through every stage, per backbone and exit design.
+
+Every model here has random weights (latency does not depend on them): for each
+backbone and design the SCAN model is built with `keras_scan.build`, exported
+with `keras_scan.export(quantize="int8")` (calibrated on random images), and
+run with `scan_lite` (the device-side runtime, no TensorFlow): image by image,
+the chained cascade through every stage (no early exit, each stage timed) and
+the `full` model file (the final exit alone) interleaved, on `--threads` LiteRT
+threads. "Up to exit k" is the time of stages 0..k of the same run (what an
+image answered at exit k costs); ratios are medians of per-image times, all
+measured side by side in one process. MACs come from the graph
+(`ScanModel.exit_info`).
+
+    python benchmarks/exit_latency.py                       # every backbone and design
+    python benchmarks/exit_latency.py --backbones cifar_resnet18_w64@32 --designs paper,default
+
+Writes `benchmarks/results/exit-latency/results.json` and `REPORT.md` (rows
+already there for other backbones or designs are kept).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from benchmarks import common  # noqa: E402
+
+# name -> (registry name, image size, width)
+BACKBONES = {
+    "cifar_resnet18_w64@32": ("cifar_resnet18", 32, 64),
+    "mobilenet_v2@128": ("mobilenet_v2", 128, None),
+    "mobilenet_v2@224": ("mobilenet_v2", 224, None),
+    "mobilenet_v3_small@224": ("mobilenet_v3_small", 224, None),
+    "efficientnet_b0@224": ("efficientnet_b0", 224, None),
+    "resnet50@128": ("resnet50", 128, None),
+}
+# What the test runs (not in the default list): seconds, numbers meaningless.
+SMOKE = {"cifar_resnet18_w8@32": ("cifar_resnet18", 32, 8)}
+
+# name -> keras_scan.build keyword arguments
+DESIGNS = {
+    "paper": {"head": "scan", "attention": "scan"},
+    "default": {},
+    "scan_head_no_attention": {"head": "scan", "attention": None},
+    "lite": {"head": "lite", "attention": None},
+    "lite_gate": {"head": "lite", "attention": "gate"},
+    "linear": {"head": "linear", "attention": None},
+}
+
+OUT = pathlib.Path(__file__).resolve().parent / "results" / "exit-latency"
+
+
+def build(backbone_name, design):
+    import keras_scan
+    from keras_scan.backbones import registry
+
+    name, size, width = {**BACKBONES, **SMOKE}[backbone_name]
+    backbone = registry.build_backbone(name, image_size=size, width=width)
+    return keras_scan.build(backbone, num_classes=10, **DESIGNS[design])
+
+
+def measure(model, images, threads, warmup):
+    """Exports `model` int8 to a temporary folder and times it with scan_lite."""
+    from scan_lite import Cascade
+
+    import keras_scan
+
+    k = model.num_exits - 1
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = pathlib.Path(tmp) / "export"
+        start = time.perf_counter()
+        keras_scan.export(
+            model,
+            folder,
+            thresholds=[1.0] * k,
+            quantize="int8",
+            representative_data=images,
+            calibration_samples=min(len(images), 64),
+        )
+        export_s = time.perf_counter() - start
+        cascade = Cascade(folder, num_threads=threads)
+        full = cascade.exit_model(k)
+        x = cascade.prepare(images[0])
+        for _ in range(warmup):
+            cascade._run(x, early_exit=False)
+            full(x)
+        stages, full_ms = [], []
+        for image in images:
+            x = cascade.prepare(image)
+            stages.append(cascade._run(x, early_exit=False).stage_latency_ms)
+            full_ms.append(full(x)[1])
+    stages = np.asarray(stages)
+    cumulative = np.cumsum(stages, axis=1)
+    full_ms = np.asarray(full_ms)
+    full_median = float(np.median(full_ms))
+    return {
+        "full_ms": full_median,
+        "full_ms_p10_p90": [float(v) for v in np.percentile(full_ms, [10, 90])],
+        "stage_ms": [float(v) for v in np.median(stages, axis=0)],
+        "up_to_exit_ms": [float(v) for v in np.median(cumulative, axis=0)],
+        "up_to_exit_ratio": [
+            float(np.median(cumulative[:, i] / full_ms)) for i in range(k + 1)
+        ],
+        "all_stages_ratio": float(np.median(cumulative[:, -1] / full_ms)),
+        "export_s": export_s,
+    }
+
+
+def run_row(backbone_name, design, n, threads, warmup, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build(backbone_name, design)
+    _, size, _ = {**BACKBONES, **SMOKE}[backbone_name]
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3)).astype(np.float32)
+    info = model.exit_info
+    full_macs = info[-1]["standalone_macs"]
+    row = {
+        "backbone": backbone_name,
+        "design": design,
+        "build": {k: v for k, v in DESIGNS[design].items()},
+        "exits": [e["layer"] for e in info[:-1]],
+        "tap_channels": [e["channels"] for e in info[:-1]],
+        "head_macs": [e["head_macs"] for e in info[:-1]],
+        "full_macs": full_macs,
+        "up_to_exit_macs": [e["macs"] for e in info],
+        "up_to_exit_mac_ratio": [e["macs"] / full_macs for e in info],
+    }
+    row.update(measure(model, images, threads, warmup))
+    row["images"] = n
+    row["threads"] = threads
+    return row
+
+
+def report(results):
+    lines = [
+        "# Exit cost on LiteRT int8 (batch 1, random weights)",
+        "",
+        f"Machine: {results['environment'].get('cpu', '?')}; "
+        f"{results['threads']} LiteRT thread(s); median over "
+        f"{results['images']} images per row, one process, interleaved. "
+        "Command: `python benchmarks/exit_latency.py`.",
+        "",
+        "Targets (issue 15): latency to exit 0 <= 0.40x the full model; "
+        "through every stage <= 1.15x.",
+        "",
+        "| backbone | design | taps (channels) | full ms | to exit 0 | "
+        "to each exit (latency / MACs, x full) | every stage | head MACs (M) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in results["rows"].values():
+        taps = ", ".join(
+            f"{n} ({c})" for n, c in zip(row["exits"], row["tap_channels"])
+        )
+        each = ", ".join(
+            f"{lat:.2f}/{mac:.2f}"
+            for lat, mac in zip(
+                row["up_to_exit_ratio"][:-1], row["up_to_exit_mac_ratio"]
+            )
+        )
+        heads = ", ".join(f"{m / 1e6:.1f}" for m in row["head_macs"])
+        lines.append(
+            f"| {row['backbone']} | {row['design']} | {taps} | {row['full_ms']:.2f} | "
+            f"{row['up_to_exit_ratio'][0]:.2f}x | {each} | "
+            f"{row['all_stages_ratio']:.2f}x | {heads} |"
+        )
+    lines += [
+        "",
+        "Designs: "
+        + "; ".join(f"`{k}` = {v or 'build() defaults'}" for k, v in DESIGNS.items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backbones", default=",".join(BACKBONES))
+    parser.add_argument("--designs", default=",".join(DESIGNS))
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--out", default=str(OUT))
+    args = parser.parse_args(argv)
+    backbones = args.backbones.split(",")
+    designs = args.designs.split(",")
+    for name, known, arg in (
+        (backbones, {**BACKBONES, **SMOKE}, "--backbones"),
+        (designs, DESIGNS, "--designs"),
+    ):
+        unknown = [n for n in name if n not in known]
+        if unknown:
+            parser.error(f"{arg}: unknown {unknown}; choose from {sorted(known)}")
+    for value, arg in ((args.images, "--images"), (args.threads, "--threads")):
+        if value < 1:
+            parser.error(f"{arg} must be >= 1. Received: {value}")
+    out = pathlib.Path(args.out)
+    path = out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {"rows": {}}
+    results.update(
+        environment=common.environment(), images=args.images, threads=args.threads
+    )
+    for backbone in backbones:
+        for design in designs:
+            start = time.perf_counter()
+            row = run_row(backbone, design, args.images, args.threads, args.warmup)
+            results["rows"][f"{backbone}/{design}"] = row
+            print(
+                f"{backbone} {design}: full {row['full_ms']:.3f} ms, to exit 0 "
+                f"{row['up_to_exit_ratio'][0]:.2f}x (MACs "
+                f"{row['up_to_exit_mac_ratio'][0]:.2f}x), every stage "
+                f"{row['all_stages_ratio']:.2f}x  [{time.perf_counter() - start:.0f} s]",
+                flush=True,
+            )
+            out.mkdir(parents=True, exist_ok=True)
+            common.write_json(path, results)
+            (out / "REPORT.md").write_text(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
