@@ -3,7 +3,7 @@
 Public API (listed explicitly):
 """
 
-from keras_scan import backbones, layers
+from keras_scan import backbones, latency, layers
 from keras_scan.builder import build
 from keras_scan.compact import compress
 from keras_scan.depth import cut_at_exit, grow
@@ -20,6 +20,7 @@ __all__ = [
     "__version__",
     "backbones",
     "layers",
+    "latency",
     "build",
     "ScanModel",
     "export",

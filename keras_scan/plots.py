@@ -47,20 +47,29 @@ def _savefig_atomic(fig, path):
     return path
 
 
+def _cost_axis(metrics):
+    """(key of the chosen point's mean cost, budget key, unit) of the search's cost."""
+    if metrics.get("cost") == "latency":
+        return "mean_latency_ms", "budget_ms", "ms"
+    return "mean_macs", "budget_macs", "MACs"
+
+
 def plot_tradeoff(result, path, single_exits=None, title=None):
-    """Accuracy vs mean MACs of a threshold search, saved as a PNG.
+    """Accuracy vs mean cost (MACs, or measured latency) of a search, saved as a PNG.
 
     Draws the Pareto front of the search, the best single global threshold's
     curve (the SDN baseline), each exit used alone, the final exit alone (the
     SCAN model without early exit: the cost baseline, not a separately trained
     plain backbone) and the chosen operating point (plus the accuracy target
-    or MAC budget).
+    or budget). The x axis is the cost the search minimised (`metrics["cost"]`:
+    MACs, or LiteRT latency in ms); the title gives the MAC speedup and, when
+    the search had measured latencies, the latency speedup.
 
     Args:
         result: `keras_scan.thresholds.Thresholds`. As returned by
             `search_thresholds_from_probs` (its `metrics` carry the curves).
         path: str or path. Where to write the PNG (written atomically).
-        single_exits: list of `(accuracy, macs)`, one per exit, or None. Cost of
+        single_exits: list of `(accuracy, cost)`, one per exit, or None. Cost of
             each exit deployed on its own (backbone prefix + that head only).
             Defaults to `result.metrics["single_exits"]` (cumulative costs, an
             upper bound).
@@ -97,11 +106,20 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
+    cost_key, budget_key, cost_unit = _cost_axis(metrics)
+    if cost_key not in metrics:
+        raise ValueError(
+            f"`result.metrics` lacks {cost_key!r} (cost={metrics.get('cost')!r}). "
+            f"Received metrics keys: {sorted(metrics)}"
+        )
     front = sorted(metrics["front"], key=lambda p: p[2])
-    all_macs = [p[2] for p in front] + [metrics["mean_macs"]]
+    all_macs = [p[2] for p in front] + [metrics[cost_key]]
     if pairs:
         all_macs += [m for _, m in pairs]
-    scale, unit = (1e6, "M") if max(all_macs) >= 1e6 else (1.0, "")
+    if cost_unit == "ms":
+        scale, unit = 1.0, "ms"
+    else:
+        scale, unit = (1e6, "M") if max(all_macs) >= 1e6 else (1.0, "")
 
     def xy(acc, macs):
         return macs / scale, 100.0 * acc
@@ -140,12 +158,12 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
             [x], [y], "D", color="k", ms=7, label="final exit alone (no early exit)"
         )
     g = metrics.get("global_threshold")
-    if isinstance(g, dict) and "accuracy" in g and "mean_macs" in g:
-        x, y = xy(g["accuracy"], g["mean_macs"])
+    if isinstance(g, dict) and "accuracy" in g and cost_key in g:
+        x, y = xy(g["accuracy"], g[cost_key])
         ax.plot(
             [x], [y], "o", mfc="none", mec="C1", ms=10, mew=1.5, label="global choice"
         )
-    x, y = xy(metrics["accuracy"], metrics["mean_macs"])
+    x, y = xy(metrics["accuracy"], metrics[cost_key])
     ax.plot([x], [y], "*", color="C3", ms=16, label="chosen thresholds", zorder=5)
 
     target = metrics.get("target") or {}
@@ -157,20 +175,36 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
             lw=1,
             label="accuracy target",
         )
-    if target.get("budget_macs") is not None:
+    if target.get(budget_key) is not None:
         ax.axvline(
-            target["budget_macs"] / scale, color="C3", ls=":", lw=1, label="MAC budget"
+            target[budget_key] / scale,
+            color="C3",
+            ls=":",
+            lw=1,
+            label="latency budget" if cost_unit == "ms" else "MAC budget",
         )
 
     if title is None:
-        speedup = metrics.get("speedup")
+        mean_macs = metrics["mean_macs"]
+        mac_scale, mac_unit = (1e6, "M") if mean_macs >= 1e6 else (1.0, "")
         title = f"{result.measure}, fallback={result.fallback}: " + (
-            f"{100 * metrics['accuracy']:.2f}% at {metrics['mean_macs'] / scale:.4g}{unit} MACs"
+            f"{100 * metrics['accuracy']:.2f}% at {mean_macs / mac_scale:.4g}"
+            f"{mac_unit} MACs"
         )
-        if isinstance(speedup, numbers.Real):
-            title += f" ({speedup:.2f}x)"
+        speedups = []
+        if isinstance(metrics.get("speedup"), numbers.Real):
+            speedups.append(f"MAC speedup {metrics['speedup']:.2f}x")
+        if isinstance(metrics.get("mean_latency_ms"), numbers.Real):
+            title += f", {metrics['mean_latency_ms']:.3g} ms"
+        if isinstance(metrics.get("latency_speedup"), numbers.Real):
+            speedups.append(f"latency speedup {metrics['latency_speedup']:.2f}x")
+        if speedups:
+            title += " (" + ", ".join(speedups) + ")"
     ax.set_title(title, fontsize=10)
-    ax.set_xlabel(f"mean MACs per image{f' ({unit})' if unit else ''}")
+    if cost_unit == "ms":
+        ax.set_xlabel("mean LiteRT latency per image (ms, measured)")
+    else:
+        ax.set_xlabel(f"mean MACs per image{f' ({unit})' if unit else ''}")
     ax.set_ylabel("accuracy (%)")
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")

@@ -6,8 +6,11 @@ probabilities on a validation split (computed once), this module
 - measures each exit's confidence (`confidence`, `should_exit`),
 - simulates the early-exit cascade (`simulate_cascade`, `evaluate_thresholds`),
 - evolves one confidence threshold per shallow exit with DEAP's NSGA-II, trading
-  accuracy against mean MACs, and picks an operating point
-  (`search_thresholds_from_probs` -> `Thresholds`).
+  accuracy against a mean cost, and picks an operating point
+  (`search_thresholds_from_probs` -> `Thresholds`). The cost of answering at each
+  exit is one vector: MACs counted from the graph (`cost="macs"`, the default) or
+  latency measured on the device (`cost="latency"`: the cascade's latency through
+  each stage, from an export's cost table, `keras_scan.latency`).
 
 Decision rule (shared by the simulation, the Keras engine and the device runtime):
 a sample answers at the first shallow exit `i` with `thresholds[i] < 1` and
@@ -39,6 +42,7 @@ import numpy as np
 
 MEASURES = ("max_prob", "margin", "entropy")
 FALLBACKS = ("final", "ensemble")
+COSTS = ("macs", "latency")
 FORMAT_VERSION = 1
 
 _DEFAULT_MAX_ACCURACY_DROP = 0.5
@@ -147,39 +151,70 @@ def _as_labels(labels, n, c):
     return y
 
 
-def _as_exit_macs(exit_macs, k):
+def _as_exit_macs(exit_macs, k, name="exit_macs", positive=False):
+    """One cumulative cost per exit (MACs, or ms for `exit_latency_ms`)."""
     try:
         macs = np.asarray(exit_macs, dtype=np.float64)
     except (TypeError, ValueError):
         raise ValueError(
-            f"`exit_macs` must be K+1 numbers. Received: exit_macs={exit_macs!r}"
+            f"`{name}` must be K+1 numbers. Received: {name}={exit_macs!r}"
         ) from None
     if macs.ndim != 1 or macs.shape[0] != k + 1:
         raise ValueError(
-            f"`exit_macs` must hold one cumulative cost per exit (K+1={k + 1} values, "
-            f"the final exit last). Received: exit_macs={exit_macs!r}"
+            f"`{name}` must hold one cumulative cost per exit (K+1={k + 1} values, "
+            f"the final exit last). Received: {name}={exit_macs!r}"
         )
-    if not np.all(np.isfinite(macs)) or np.any(macs < 0) or np.any(np.diff(macs) < 0):
+    low = np.any(macs <= 0) if positive else np.any(macs < 0)
+    if not np.all(np.isfinite(macs)) or low or np.any(np.diff(macs) < 0):
         raise ValueError(
-            "`exit_macs` must be finite, non-negative and non-decreasing (cumulative "
-            f"cost of answering at each exit). Received: exit_macs={exit_macs!r}"
+            f"`{name}` must be finite, {'positive' if positive else 'non-negative'} "
+            "and non-decreasing (cumulative cost of answering at each exit). "
+            f"Received: {name}={exit_macs!r}"
         )
     return macs
 
 
-def _as_full_macs(full_macs, macs):
+def _as_full_macs(full_macs, macs, name="full_macs"):
     if full_macs is None:
         return float(macs[-1])
     if isinstance(full_macs, bool) or not isinstance(full_macs, numbers.Real):
         raise ValueError(
-            f"`full_macs` must be a positive number. Received: full_macs={full_macs!r}"
+            f"`{name}` must be a positive number. Received: {name}={full_macs!r}"
         )
     full = float(full_macs)
     if not math.isfinite(full) or full <= 0:
         raise ValueError(
-            f"`full_macs` must be a positive number. Received: full_macs={full_macs!r}"
+            f"`{name}` must be a positive number. Received: {name}={full_macs!r}"
         )
     return full
+
+
+def _as_latency(exit_latency_ms, full_latency_ms, k):
+    """(cumulative ms per exit, full model ms), or None when not given."""
+    if exit_latency_ms is None:
+        if full_latency_ms is not None:
+            raise ValueError(
+                "`full_latency_ms` needs `exit_latency_ms` (the cascade's latency "
+                f"through each exit). Received: full_latency_ms={full_latency_ms!r}"
+            )
+        return None
+    ms = _as_exit_macs(exit_latency_ms, k, "exit_latency_ms", positive=True)
+    return ms, _as_full_macs(full_latency_ms, ms, "full_latency_ms")
+
+
+def _check_cost(cost):
+    if not isinstance(cost, str) or cost not in COSTS:
+        raise ValueError(f"`cost` must be one of {COSTS}. Received: cost={cost!r}")
+    return cost
+
+
+def _latency_figures(counts, latency, n):
+    """Mean latency and latency speedup of a point from its per-exit answer counts."""
+    if latency is None:
+        return {}
+    ms, full = latency
+    mean = float(_mean_macs(np.asarray(counts)[None], ms, n)[0])
+    return {"mean_latency_ms": mean, "latency_speedup": full / mean}
 
 
 def _as_thresholds(thresholds, k):
@@ -327,7 +362,7 @@ def simulate_cascade(probs, thresholds, measure=None, fallback=None):
 
 
 def _mean_macs(counts, macs, n):
-    """Mean MACs from per-exit answer counts, shape (..., K+1) -> (...)."""
+    """Mean cost (MACs or ms) from per-exit answer counts, shape (..., K+1) -> (...)."""
     return (counts.astype(np.float64) * macs).sum(axis=-1) / n
 
 
@@ -339,6 +374,9 @@ def evaluate_thresholds(
     full_macs=None,
     measure=None,
     fallback=None,
+    *,
+    exit_latency_ms=None,
+    full_latency_ms=None,
 ):
     """Accuracy and cost of a threshold setting on cached probabilities.
 
@@ -350,12 +388,19 @@ def evaluate_thresholds(
         full_macs: number. MACs of the plain backbone, the speedup baseline.
             Defaults to `exit_macs[-1]` (the whole multi-exit model).
         measure, fallback: see `simulate_cascade`.
+        exit_latency_ms: K+1 numbers or None. Measured latency of answering at
+            each exit (the cascade through that stage), from an export's cost
+            table. Defaults to None (no latency figures).
+        full_latency_ms: number. The full model's latency, the latency
+            speedup's baseline. Defaults to `exit_latency_ms[-1]`.
 
     Returns:
         dict with `accuracy`, `mean_macs`, `speedup` (`full_macs / mean_macs`),
         `full_macs`, `exit_shares` (fraction answered at each exit, K+1 values),
         `exit_counts`, `exit_accuracy` (accuracy of the samples answered at each
-        exit, None where none), `final_exit_accuracy`, `num_samples`.
+        exit, None where none), `final_exit_accuracy`, `num_samples`; with
+        `exit_latency_ms` also `mean_latency_ms`, `latency_speedup`
+        (`full_latency_ms / mean_latency_ms`) and `full_latency_ms`.
     """
     measure, fallback = _resolve_rule(thresholds, measure, fallback)
     arrays = _as_probs(probs)
@@ -364,11 +409,15 @@ def evaluate_thresholds(
     y = _as_labels(labels, n, c)
     macs = _as_exit_macs(exit_macs, k)
     full = _as_full_macs(full_macs, macs)
+    latency = _as_latency(exit_latency_ms, full_latency_ms, k)
     preds, exit_index = simulate_cascade(arrays, thresholds, measure, fallback)
     correct = preds == y
     counts = np.bincount(exit_index, minlength=k + 1)
     correct_at = np.bincount(exit_index, weights=correct, minlength=k + 1)
     mean_macs = float(_mean_macs(counts[None], macs, n)[0])
+    extra = _latency_figures(counts, latency, n)
+    if latency is not None:
+        extra["full_latency_ms"] = latency[1]
     return {
         "accuracy": int(correct.sum()) / n,
         "mean_macs": mean_macs,
@@ -381,6 +430,7 @@ def evaluate_thresholds(
         ],
         "final_exit_accuracy": float(np.mean(np.argmax(arrays[-1], axis=1) == y)),
         "num_samples": int(n),
+        **extra,
     }
 
 
@@ -709,6 +759,36 @@ def _check_number(name, value):
     return value
 
 
+def _check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost):
+    """At most one target; a budget in the unit of the cost searched."""
+    given = {
+        name: value
+        for name, value in (
+            ("max_accuracy_drop", max_accuracy_drop),
+            ("budget_macs", budget_macs),
+            ("budget_ms", budget_ms),
+        )
+        if value is not None
+    }
+    if len(given) > 1:
+        shown = ", ".join(f"{k}={v!r}" for k, v in given.items())
+        raise ValueError(
+            "Give either `max_accuracy_drop` or one budget (`budget_macs` or "
+            f"`budget_ms`), not both. Received: {shown}"
+        )
+    if budget_macs is not None and cost != "macs":
+        raise ValueError(
+            f"`budget_macs` bounds MACs but the search minimises latency "
+            f"(cost={cost!r}); give `budget_ms`. Received: budget_macs={budget_macs!r}"
+        )
+    if budget_ms is not None and cost != "latency":
+        raise ValueError(
+            f"`budget_ms` bounds latency but the search minimises MACs "
+            f"(cost={cost!r}); pass cost='latency' with the measured latencies. "
+            f"Received: budget_ms={budget_ms!r}"
+        )
+
+
 def _run_nsga2(problem, seed_genes, population, generations, rng_seed, archive):
     """NSGA-II (DEAP) over genes in [0, 1]^K; every evaluation goes to `archive`."""
     from deap import base, tools
@@ -770,16 +850,23 @@ def search_thresholds_from_probs(
     seed=0,
     population=100,
     generations=100,
+    cost="macs",
+    exit_latency_ms=None,
+    full_latency_ms=None,
+    budget_ms=None,
 ):
     """Evolves per-exit thresholds (NSGA-II, DEAP) on cached validation outputs.
 
-    Two objectives, accuracy (up) and mean MACs (down); the Pareto front of
-    every setting evaluated plus every single global threshold (the SDN baseline,
-    swept exhaustively) is kept, and the operating point is taken from it:
+    Two objectives, accuracy (up) and mean cost (down): MACs (`cost="macs"`) or
+    measured latency (`cost="latency"`, from `exit_latency_ms`). The Pareto front
+    of every setting evaluated plus every single global threshold (the SDN
+    baseline, swept exhaustively) is kept, and the operating point is taken
+    from it:
 
     - `max_accuracy_drop=d`: the cheapest point with accuracy >= (final exit's
       accuracy on `labels`) - d / 100;
-    - `budget_macs=b`: the most accurate point with mean MACs <= b.
+    - `budget_macs=b` (`budget_ms=b` with `cost="latency"`): the most accurate
+      point with mean cost <= b.
 
     The best single global threshold under the same rule is recorded too; the
     returned point is never worse (if the sweep has the better point it is
@@ -800,13 +887,26 @@ def search_thresholds_from_probs(
             Defaults to 0.
         population: int >= 4 (rounded up to a multiple of 4). Defaults to 100.
         generations: int >= 0. Defaults to 100.
+        cost: str. What the search minimises: `"macs"` (`exit_macs`) or
+            `"latency"` (`exit_latency_ms`). Defaults to `"macs"`.
+        exit_latency_ms: K+1 numbers or None. Measured latency of answering at
+            each exit: the cascade's latency through stage k (sum of the stage
+            medians 0..k of an export's cost table). When given, the latency
+            speedup is reported whatever `cost` is. Defaults to None.
+        full_latency_ms: number. The full model's measured latency (the
+            latency speedup's baseline). Defaults to `exit_latency_ms[-1]`.
+        budget_ms: float >= `exit_latency_ms[0]`. Mean latency budget (only
+            with `cost="latency"`).
 
     Returns:
         `Thresholds` whose `metrics` hold the validation figures of the chosen
-        point, `front` (list of `(thresholds, accuracy, mean_macs)`),
-        `global_front` (list of `(threshold, accuracy, mean_macs)`),
+        point (MAC figures always; `mean_latency_ms`, `latency_speedup` with
+        `exit_latency_ms`), `cost` and `cost_unit`, `front` (list of
+        `(thresholds, accuracy, mean cost)`), `global_front` (list of
+        `(threshold, accuracy, mean cost)`), `single_exits` and `full_model`
+        (`(accuracy, cost)`), all in the unit of `cost` (MACs or ms),
         `global_threshold` and `ga_choice` (each rule's pick), `source`,
-        `single_exits`, `full_model`, `target` and `search` settings.
+        `target` and `search` settings.
 
     Example:
     ```python
@@ -819,16 +919,13 @@ def search_thresholds_from_probs(
     start = time.perf_counter()
     _check_measure(measure)
     _check_fallback(fallback)
+    _check_cost(cost)
     seed = _check_int("seed", seed, 0)
     population = _check_int("population", population, 4)
     population += -population % 4
     generations = _check_int("generations", generations, 0)
-    if max_accuracy_drop is not None and budget_macs is not None:
-        raise ValueError(
-            "Give either `max_accuracy_drop` or `budget_macs`, not both. Received: "
-            f"max_accuracy_drop={max_accuracy_drop!r}, budget_macs={budget_macs!r}"
-        )
-    if max_accuracy_drop is None and budget_macs is None:
+    _check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost)
+    if max_accuracy_drop is None and budget_macs is None and budget_ms is None:
         max_accuracy_drop = _DEFAULT_MAX_ACCURACY_DROP
     if max_accuracy_drop is not None:
         max_accuracy_drop = _check_number("max_accuracy_drop", max_accuracy_drop)
@@ -843,23 +940,36 @@ def search_thresholds_from_probs(
     y = _as_labels(labels, n, c)
     macs = _as_exit_macs(exit_macs, k)
     full = _as_full_macs(full_macs, macs)
-    if budget_macs is not None:
-        budget_macs = _check_number("budget_macs", budget_macs)
-        if budget_macs < macs[0]:
+    latency = _as_latency(exit_latency_ms, full_latency_ms, k)
+    if cost == "latency" and latency is None:
+        raise ValueError(
+            "`cost='latency'` needs `exit_latency_ms` (the measured latency of "
+            "answering at each exit, from an export's cost table)."
+        )
+    # The one cost vector the search minimises, its baseline and budget.
+    if cost == "macs":
+        costs, full_cost, unit = macs, full, "MACs"
+        budget_name, budget, first = "budget_macs", budget_macs, "exit_macs[0]"
+    else:
+        (costs, full_cost), unit = latency, "ms"
+        budget_name, budget, first = "budget_ms", budget_ms, "exit_latency_ms[0]"
+    if budget is not None:
+        budget = _check_number(budget_name, budget)
+        if budget < costs[0]:
             raise ValueError(
-                "`budget_macs` is below the cheapest possible cascade: every sample "
-                f"answering at the first exit costs exit_macs[0]={macs[0]:g} MACs, "
-                f"the minimum budget. Received: budget_macs={budget_macs:g}"
+                f"`{budget_name}` is below the cheapest possible cascade: every "
+                f"sample answering at the first exit costs {first}={costs[0]:g} "
+                f"{unit}, the minimum budget. Received: {budget_name}={budget:g}"
             )
 
-    problem = _Problem(arrays, y, macs, measure, fallback)
+    problem = _Problem(arrays, y, costs, measure, fallback)
     required = None
     if max_accuracy_drop is not None:
         required = problem.final_correct - max_accuracy_drop / 100.0 * n
 
     # --- The SDN baseline: one threshold for every exit, every outcome. ---
     g_th, g_correct, g_counts = problem.global_sweep()
-    g_macs = _mean_macs(g_counts, macs, n)
+    g_macs = _mean_macs(g_counts, costs, n)
     g_keep = np.flatnonzero(_pareto_mask(g_correct, g_macs))
     g_keep = g_keep[np.argsort(g_macs[g_keep], kind="stable")]
 
@@ -874,7 +984,7 @@ def search_thresholds_from_probs(
     ga_th = np.vstack([a[0] for a in archive])
     ga_correct = np.concatenate([a[1] for a in archive])
     ga_counts = np.vstack([a[2] for a in archive])
-    ga_macs = _mean_macs(ga_counts, macs, n)
+    ga_macs = _mean_macs(ga_counts, costs, n)
 
     # --- One front over both; the operating point; the comparison. ---
     all_th = np.vstack([ga_th, np.repeat(g_th[:, None], k, axis=1)])
@@ -883,10 +993,10 @@ def search_thresholds_from_probs(
     front = np.flatnonzero(_pareto_mask(all_correct, all_macs))
     front = front[np.argsort(all_macs[front], kind="stable")]
 
-    pick, met = _choose(all_correct[front], all_macs[front], required, budget_macs)
+    pick, met = _choose(all_correct[front], all_macs[front], required, budget)
     chosen = front[pick]
-    ga_pick, _ = _choose(ga_correct, ga_macs, required, budget_macs)
-    g_pick, g_met = _choose(g_correct, g_macs, required, budget_macs)
+    ga_pick, _ = _choose(ga_correct, ga_macs, required, budget)
+    g_pick, g_met = _choose(g_correct, g_macs, required, budget)
     ga_is_best = (ga_correct[ga_pick], ga_macs[ga_pick]) == (
         all_correct[chosen],
         all_macs[chosen],
@@ -902,45 +1012,65 @@ def search_thresholds_from_probs(
         )
 
     values = [float(v) for v in all_th[chosen]]
-    result = evaluate_thresholds(arrays, y, values, macs, full, measure, fallback)
+    result = evaluate_thresholds(
+        arrays,
+        y,
+        values,
+        macs,
+        full,
+        measure,
+        fallback,
+        exit_latency_ms=None if latency is None else latency[0],
+        full_latency_ms=None if latency is None else latency[1],
+    )
 
     def point(i):
         return float(all_correct[i]) / n, float(all_macs[i])
 
+    g_mean_macs = float(_mean_macs(g_counts[g_pick], macs, n))
     g_eval = {
         "threshold": float(g_th[g_pick]),
         "accuracy": int(g_correct[g_pick]) / n,
-        "mean_macs": float(g_macs[g_pick]),
-        "speedup": full / float(g_macs[g_pick]) if g_macs[g_pick] > 0 else None,
+        "mean_macs": g_mean_macs,
+        "speedup": full / g_mean_macs if g_mean_macs > 0 else None,
         "exit_shares": [int(x) / n for x in g_counts[g_pick]],
         "constraint_met": bool(g_met),
+        **_latency_figures(g_counts[g_pick], latency, n),
     }
+    ga_choice = {
+        "values": [float(v) for v in ga_th[ga_pick]],
+        "accuracy": int(ga_correct[ga_pick]) / n,
+        "mean_macs": float(_mean_macs(ga_counts[ga_pick], macs, n)),
+        **_latency_figures(ga_counts[ga_pick], latency, n),
+    }
+    gain = {
+        "accuracy": result["accuracy"] - g_eval["accuracy"],
+        "mean_macs": result["mean_macs"] - g_eval["mean_macs"],
+    }
+    if latency is not None:
+        gain["mean_latency_ms"] = result["mean_latency_ms"] - g_eval["mean_latency_ms"]
     metrics = dict(result)
     metrics.update(
         {
             "source": "ga" if ga_is_best else "global_threshold",
             "constraint_met": bool(met),
+            "cost": cost,
+            "cost_unit": unit,
             "target": {
                 "max_accuracy_drop": max_accuracy_drop,
-                "budget_macs": budget_macs,
+                "budget_macs": budget if cost == "macs" else None,
+                "budget_ms": budget if cost == "latency" else None,
                 "min_accuracy": None if required is None else required / n,
             },
             "exit_macs": [float(m) for m in macs],
             "single_exits": [
                 (float(np.mean(np.argmax(a, axis=1) == y)), float(m))
-                for a, m in zip(arrays, macs)
+                for a, m in zip(arrays, costs)
             ],
-            "full_model": (problem.final_correct / n, full),
+            "full_model": (problem.final_correct / n, full_cost),
             "global_threshold": g_eval,
-            "ga_choice": {
-                "values": [float(v) for v in ga_th[ga_pick]],
-                "accuracy": int(ga_correct[ga_pick]) / n,
-                "mean_macs": float(ga_macs[ga_pick]),
-            },
-            "gain_vs_global": {
-                "accuracy": result["accuracy"] - g_eval["accuracy"],
-                "mean_macs": result["mean_macs"] - g_eval["mean_macs"],
-            },
+            "ga_choice": ga_choice,
+            "gain_vs_global": gain,
             "front": [
                 ([float(v) for v in all_th[i]], *point(i)) for i in front.tolist()
             ],
@@ -962,6 +1092,8 @@ def search_thresholds_from_probs(
             },
         }
     )
+    if latency is not None:
+        metrics["exit_latency_ms"] = [float(v) for v in latency[0]]
     return Thresholds(
         values=values, measure=measure, fallback=fallback, metrics=metrics
     )
@@ -984,6 +1116,9 @@ def search_thresholds(
     population=100,
     generations=100,
     batch_size=256,
+    cost="macs",
+    latency=None,
+    budget_ms=None,
 ):
     """Evolves per-exit thresholds of a SCAN model on its validation data.
 
@@ -1012,11 +1147,20 @@ def search_thresholds(
         population: int >= 4. NSGA-II population. Defaults to 100.
         generations: int >= 0. NSGA-II generations. Defaults to 100.
         batch_size: int. Images per model call. Defaults to 256.
+        cost: str. `"macs"` (counted) or `"latency"` (measured on the device,
+            from `latency`). Defaults to `"macs"`.
+        latency: dict or None. The measured costs of an export of this model,
+            `keras_scan.latency.load_latency(export, variant, model.exit_info)`.
+            Required with `cost="latency"`; with `cost="macs"` it adds the
+            latency figures to the report. Defaults to None.
+        budget_ms: float. Mean latency per image allowed (with
+            `cost="latency"`, instead of `budget_macs`).
 
     Returns:
         `Thresholds`; `metrics` as in `search_thresholds_from_probs`, plus
-        `single_exits_standalone` (accuracy, standalone MACs of each exit
-        deployed alone), `exit_names` and `predict_seconds`.
+        `single_exits_standalone` (accuracy, cost of each exit deployed alone,
+        in the unit of `cost`), `exit_names`, `predict_seconds` and, with
+        `latency`, `latency_source` (export, variant, threads, device).
 
     Example:
     ```python
@@ -1031,10 +1175,18 @@ def search_thresholds(
     # Cheap argument checks before the forward pass.
     _check_measure(measure)
     _check_fallback(fallback)
-    if max_accuracy_drop is not None and budget_macs is not None:
+    _check_cost(cost)
+    _check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost)
+    if cost == "latency" and latency is None:
         raise ValueError(
-            "Give either `max_accuracy_drop` or `budget_macs`, not both. Received: "
-            f"max_accuracy_drop={max_accuracy_drop!r}, budget_macs={budget_macs!r}"
+            "`cost='latency'` needs `latency`: the measured costs of an export of "
+            "this model (`keras_scan.latency.load_latency(export, variant, "
+            "model.exit_info)`; `scan-lite profile EXPORT` measures them)."
+        )
+    if latency is not None and not isinstance(latency, Mapping):
+        raise ValueError(
+            "`latency` must be a dict from `keras_scan.latency.load_latency`. "
+            f"Received: latency of type {type(latency).__name__}"
         )
     if max_accuracy_drop is not None:
         drop = _check_number("max_accuracy_drop", max_accuracy_drop)
@@ -1046,6 +1198,26 @@ def search_thresholds(
     info = model.exit_info
     exit_macs = [int(i["macs"]) for i in info]
     full_macs = int(info[-1]["standalone_macs"])
+    exit_ms = full_ms = None
+    if latency is not None:
+        exit_ms = list(latency.get("exit_latency_ms") or [])
+        full_ms = latency.get("full_latency_ms")
+        if len(exit_ms) != len(info):
+            raise ValueError(
+                f"`latency` holds costs for {len(exit_ms)} exits but the model has "
+                f"{len(info)}: it was measured on an export of another model. "
+                f"Received: exit_latency_ms={exit_ms!r}"
+            )
+        _as_latency(exit_ms, full_ms, len(info) - 1)
+        if budget_ms is not None:
+            budget = _check_number("budget_ms", budget_ms)
+            if budget < exit_ms[0]:
+                raise ValueError(
+                    "`budget_ms` is below the cheapest possible cascade: every "
+                    f"image answering at the first exit ({info[0]['name']}) takes "
+                    f"{exit_ms[0]:.4g} ms, the minimum budget. "
+                    f"Received: budget_ms={budget_ms!r}"
+                )
     if budget_macs is not None:
         budget = _check_number("budget_macs", budget_macs)
         if budget < exit_macs[0]:
@@ -1075,11 +1247,25 @@ def search_thresholds(
         seed=seed,
         population=population,
         generations=generations,
+        cost=cost,
+        exit_latency_ms=exit_ms,
+        full_latency_ms=full_ms,
+        budget_ms=budget_ms,
     )
+    if cost == "latency":
+        standalone = latency.get("standalone_latency_ms") or exit_ms
+    else:
+        standalone = [i["standalone_macs"] for i in info]
     result.metrics["single_exits_standalone"] = [
-        (float(np.mean(np.argmax(p, axis=1) == labels)), float(i["standalone_macs"]))
-        for p, i in zip(probs, info)
+        (float(np.mean(np.argmax(p, axis=1) == labels)), float(c))
+        for p, c in zip(probs, standalone)
     ]
     result.metrics["exit_names"] = [i["name"] for i in info]
     result.metrics["predict_seconds"] = predict_seconds
+    if latency is not None:
+        result.metrics["latency_source"] = {
+            key: latency[key]
+            for key in ("export", "variant", "threads", "device")
+            if key in latency
+        }
     return result

@@ -8,11 +8,17 @@ examples:
   keras-scan evaluate runs/fm18 --split val
   keras-scan evaluate runs/fm18 --model last      # the last epoch instead of the best
   keras-scan evaluate runs/fm18 --scalable        # also early exit with thresholds.json
+  keras-scan evaluate runs/fm18 --scalable --export exports/fm18 --variant int8
+                                                  # + expected LiteRT latency speedup
 
 The data is re-created from RUN/config.json (same image size, validation split,
 seed and --limit); --dataset evaluates on other data of the same classes.
 MACs are counted from the graph at batch 1: `MACs` is the cost of answering at
 an exit when the exits are tried in order, `MACs alone` that exit on its own.
+With --export (an export of RUN's model with a cost table, `scan-lite profile
+EXPORT`), --scalable also reports the expected LiteRT latency speedup at the
+measured exit shares: full model latency / sum_k share_k * (cascade latency
+through stage k).
 """
 
 
@@ -59,6 +65,17 @@ def add_parser(subparsers):
         help="also evaluate real early exit with RUN/thresholds.json "
         "(written by keras-scan search)",
     )
+    p.add_argument(
+        "--export",
+        metavar="EXPORT",
+        help="with --scalable: an export of RUN's model with a cost table "
+        "(EXPORT/costs.json from `scan-lite profile`): also report the expected "
+        "LiteRT latency speedup at the measured exit shares",
+    )
+    p.add_argument(
+        "--variant",
+        help="quantization variant of --export (default: its default_variant)",
+    )
     return p
 
 
@@ -72,6 +89,16 @@ def run(args):
         raise ValueError(
             f"`--batch-size` must be a positive int. Received: {args.batch_size}"
         )
+    if args.export is not None and not args.scalable:
+        raise cli.UserError(
+            "`--export` gives the latency of early exit: use it with `--scalable`. "
+            f"Received: --export {args.export!r} without --scalable"
+        )
+    if args.variant is not None and args.export is None:
+        raise cli.UserError(
+            "`--variant` picks the variant of `--export`; give `--export EXPORT`. "
+            f"Received: --variant {args.variant!r} without --export"
+        )
     thresholds = None
     if args.scalable:
         thresholds = _load_thresholds(run_dir, cli)
@@ -82,6 +109,11 @@ def run(args):
             f"`--scalable` needs a model with exits; {str(run_dir)!r} was trained "
             "with --no-exits."
         )
+    latency = None
+    if args.export is not None:
+        from keras_scan.commands import search
+
+        latency = search.load_latency(args, model.exit_info, cli.UserError)
     splits = runs.load_splits(
         run_dir, dataset=args.dataset, data_dir=args.data_dir, download=args.download
     )
@@ -99,6 +131,8 @@ def run(args):
     )
     if thresholds is not None:
         result["scalable"] = _scalable(model, split, thresholds, cli, batch_size)
+        if latency is not None:
+            result["scalable"].update(_latency_report(result["scalable"], latency))
     runs.write_json(run_dir / runs.EVAL, result)
     print(training.format_table(result))
     if "scalable" in result:
@@ -107,6 +141,14 @@ def run(args):
             f"scalable (thresholds.json): accuracy {s['accuracy']:.4f} "
             f"(final exit alone {s['full_accuracy']:.4f}), MAC speedup "
             f"{s['mac_speedup']:.2f}x, wall-clock speedup {s['wall_speedup']:.2f}x"
+            + (
+                f", LiteRT latency speedup {s['latency_speedup']:.2f}x "
+                f"(expected {s['mean_latency_ms']:.4g} ms vs full model "
+                f"{s['full_latency_ms']:.4g} ms, {s['latency_source']['variant']}, "
+                f"{s['latency_source']['threads']} thread(s))"
+                if "latency_speedup" in s
+                else ""
+            )
         )
     print(f"wrote {run_dir / runs.EVAL}")
     return 0
@@ -138,3 +180,14 @@ def _scalable(model, split, thresholds, cli, batch_size):
     else:
         x, y = split, None
     return inference.evaluate_scalable(model, x, y, thresholds, batch_size=batch_size)
+
+
+def _latency_report(scalable, latency):
+    """Expected LiteRT latency at the measured exit shares (cost table of --export)."""
+    from keras_scan.latency import expected_speedup
+
+    report = expected_speedup(scalable["exit_shares"], latency)
+    report["latency_source"] = {
+        key: latency[key] for key in ("export", "variant", "threads", "device")
+    }
+    return report

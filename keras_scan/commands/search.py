@@ -8,10 +8,16 @@ examples:
   keras-scan search runs/fm18 --max-accuracy-drop 0.5   # cheapest within 0.5 pt
   keras-scan search runs/fm18 --budget-macs 150e6       # most accurate within 150 M MACs
   keras-scan search runs/fm18 --measure margin --fallback ensemble --seed 1
+  scan-lite profile exports/fm18 --variant int8           # measure -> costs.json
+  keras-scan search runs/fm18 --cost latency --export exports/fm18 --variant int8
 
 Thresholds are chosen on RUN's validation split (never the test split) and
-written to RUN/thresholds.json; the accuracy/MACs trade-off goes to
-RUN/tradeoff.png.
+written to RUN/thresholds.json; the accuracy/cost trade-off goes to
+RUN/tradeoff.png. With --cost latency the search minimises the expected LiteRT
+latency measured by `scan-lite profile` (EXPORT/costs.json, an export of RUN's
+model): answering at exit k costs the cascade's latency through stage k, the
+baseline is the full model file's latency. With --export the MAC and the latency
+speedup are both reported.
 """
 
 
@@ -26,14 +32,15 @@ def _finite_float(text):
 
 
 def add_parser(subparsers):
-    from keras_scan.thresholds import FALLBACKS, MEASURES
+    from keras_scan.thresholds import COSTS, FALLBACKS, MEASURES
 
     p = subparsers.add_parser(
         "search",
         help="evolve exit thresholds on the validation split (NSGA-II)",
         description="Runs the trained model of RUN once over its validation split, "
         "evolves one confidence threshold per shallow exit with DEAP's NSGA-II "
-        "(accuracy vs mean MACs), picks the operating point, and compares it with "
+        "(accuracy vs mean MACs, or vs measured LiteRT latency with --cost "
+        "latency), picks the operating point, and compares it with "
         "the best single global threshold.",
         epilog=EXAMPLE,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -57,6 +64,34 @@ def add_parser(subparsers):
         metavar="N",
         help="most accurate thresholds with mean MACs per image <= N (e.g. 150e6)",
     )
+    target.add_argument(
+        "--budget-ms",
+        type=_finite_float,
+        default=None,
+        metavar="MS",
+        help="with --cost latency: most accurate thresholds with mean measured "
+        "latency per image <= MS",
+    )
+    p.add_argument(
+        "--cost",
+        choices=COSTS,
+        default="macs",
+        help="what the search minimises: counted MACs (default) or the latency "
+        "measured on LiteRT (needs --export with a cost table)",
+    )
+    p.add_argument(
+        "--export",
+        metavar="EXPORT",
+        default=None,
+        help="export folder of RUN's model with a cost table (EXPORT/costs.json "
+        "from `scan-lite profile EXPORT`): latency costs and speedups",
+    )
+    p.add_argument(
+        "--variant",
+        default=None,
+        help="quantization variant of --export whose latency is used (default: "
+        "the manifest's default_variant)",
+    )
     p.add_argument("--measure", choices=MEASURES, default="max_prob")
     p.add_argument("--fallback", choices=FALLBACKS, default="final")
     p.add_argument("--seed", type=int, default=0)
@@ -73,12 +108,56 @@ def _fmt_macs(macs):
     return f"{macs / 1e6:.2f} M"
 
 
+def check_latency_flags(args, UserError):
+    """`--cost latency` / `--budget-ms` / `--variant` need `--export` (before any work)."""
+    if args.cost == "latency" and args.export is None:
+        raise UserError(
+            "`--cost latency` needs `--export EXPORT`: an export of this run's model "
+            "with a cost table (EXPORT/costs.json, measured by `scan-lite profile "
+            "EXPORT`). Received: --cost latency without --export"
+        )
+    if args.budget_ms is not None and args.cost != "latency":
+        raise UserError(
+            "`--budget-ms` bounds the measured latency: use it with `--cost latency "
+            f"--export EXPORT`. Received: --budget-ms {args.budget_ms:g} with "
+            f"--cost {args.cost}"
+        )
+    if args.budget_macs is not None and args.cost != "macs":
+        raise UserError(
+            "`--budget-macs` bounds MACs but `--cost latency` minimises latency; "
+            f"give `--budget-ms`. Received: --budget-macs {args.budget_macs:g}"
+        )
+    if args.variant is not None and args.export is None:
+        raise UserError(
+            "`--variant` picks the variant of `--export`; give `--export EXPORT`. "
+            f"Received: --variant {args.variant!r} without --export"
+        )
+
+
+def load_latency(args, exit_info, UserError, flag="--export"):
+    """The export's measured costs, refused with the flag named; None without --export.
+
+    Shared by `search` and `evaluate` (`args.export`, `args.variant`).
+    """
+    if args.export is None:
+        return None
+    from keras_scan import latency
+
+    try:
+        return latency.load_latency(args.export, args.variant, exit_info)
+    except ValueError as e:
+        raise UserError(f"`{flag}` cannot use {str(args.export)!r}: {e}") from None
+
+
 def run(args):
     from keras_scan import data, plots, runs, thresholds
     from keras_scan.cli import UserError
 
+    check_latency_flags(args, UserError)
     run_dir = runs.run_path(args.run)
     model = runs.load_model(run_dir)
+    flag = "--cost latency --export" if args.cost == "latency" else "--export"
+    latency = load_latency(args, model.exit_info, UserError, flag)
     splits = runs.load_splits(run_dir, data_dir=args.data_dir)
     n_val = data.num_examples(splits.val)
     if n_val == 0:
@@ -91,6 +170,9 @@ def run(args):
         splits.val,
         max_accuracy_drop=args.max_accuracy_drop,
         budget_macs=args.budget_macs,
+        budget_ms=args.budget_ms,
+        cost=args.cost,
+        latency=latency,
         measure=args.measure,
         fallback=args.fallback,
         seed=args.seed,
@@ -111,6 +193,8 @@ def run(args):
     target = m["target"]
     if target["budget_macs"] is not None:
         goal = f"most accurate within {_fmt_macs(target['budget_macs'])} MACs"
+    elif target.get("budget_ms") is not None:
+        goal = f"most accurate within {target['budget_ms']:.4g} ms"
     else:
         goal = (
             f"cheapest within {target['max_accuracy_drop']:g} pt of the final exit "
@@ -118,7 +202,7 @@ def run(args):
         )
     lines = [
         f"search: {m['num_samples']} validation images, {goal}, "
-        f"measure={result.measure}, fallback={result.fallback}",
+        f"cost={m['cost']}, measure={result.measure}, fallback={result.fallback}",
         "thresholds: "
         + ", ".join(f"{n}={v:.6g}" for n, v in zip(names[:-1], result.values)),
         f"validation accuracy: {100 * m['accuracy']:.2f}% "
@@ -127,11 +211,14 @@ def run(args):
         f"mean MACs: {_fmt_macs(m['mean_macs'])} vs plain backbone "
         f"{_fmt_macs(m['full_macs'])}: speedup {m['speedup']:.2f}x "
         f"(ceiling {m['full_macs'] / m['exit_macs'][0]:.2f}x)",
+        *_latency_lines(m, latency),
         "answered per exit: "
         + ", ".join(f"{n} {100 * s:.1f}%" for n, s in zip(names, m["exit_shares"])),
         f"global-threshold baseline: t={g['threshold']:.6g}, "
         f"accuracy {100 * g['accuracy']:.2f}%, {_fmt_macs(g['mean_macs'])} MACs, "
-        f"speedup {g['speedup']:.2f}x; chosen point from {m['source']}",
+        f"speedup {g['speedup']:.2f}x"
+        + (f" (latency {g['latency_speedup']:.2f}x)" if "latency_speedup" in g else "")
+        + f"; chosen point from {m['source']}",
         f"time: predict {m['predict_seconds']:.1f} s, search "
         f"{m['search']['seconds']:.1f} s",
         f"wrote {path}",
@@ -139,3 +226,15 @@ def run(args):
     ]
     print("\n".join(lines))
     return 0
+
+
+def _latency_lines(m, latency):
+    if latency is None:
+        return []
+    return [
+        f"mean LiteRT latency: {m['mean_latency_ms']:.4g} ms vs full model "
+        f"{m['full_latency_ms']:.4g} ms: latency speedup {m['latency_speedup']:.2f}x "
+        f"(ceiling {m['full_latency_ms'] / m['exit_latency_ms'][0]:.2f}x; "
+        f"{latency['variant']}, {latency['threads']} thread(s), measured on "
+        f"{latency['device'].get('platform', '?')})"
+    ]

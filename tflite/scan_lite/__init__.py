@@ -4,6 +4,7 @@ Never imports TensorFlow or Keras. Public API:
 """
 
 from scan_lite.cascade import Cascade, Result, confidence, should_exit
+from scan_lite.costs import Costs, CostsError, load_costs
 from scan_lite.images import fit_images, read_idx, read_image, read_npz
 from scan_lite.manifest import ManifestError, load_manifest, verify_files
 from scan_lite.quant import dequantize, quantize, requantize
@@ -17,6 +18,9 @@ __all__ = [
     "ManifestError",
     "load_manifest",
     "verify_files",
+    "Costs",
+    "CostsError",
+    "load_costs",
     "confidence",
     "should_exit",
     "quantize",

@@ -328,12 +328,14 @@ class Cascade:
         start = time.perf_counter()
         stage_probs, latencies = [], []
         answer = None
-        value = self.stages[0].input_codec.quantize(x)
+        value = None
         k = len(self.stages) - 1
         for i, stage in enumerate(self.stages):
             t0 = time.perf_counter()
             link = self._links[i]
-            if link is not None:
+            if i == 0:  # stage_0's time includes quantizing the image
+                value = stage.input_codec.quantize(x)
+            elif link is not None:
                 value = link[1].quantize(link[0].dequantize(value))
             out = stage(value)
             probs = stage.probs_codec.dequantize(out["probs"])[0]

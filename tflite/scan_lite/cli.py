@@ -3,6 +3,7 @@
 ```
 scan-lite run EXPORT IMAGE... [--variant int8] [--fit] [--stage-files] [--json]
 scan-lite bench EXPORT (--idx IMAGES LABELS | --npz FILE) [--limit N] [--json OUT]
+scan-lite profile EXPORT [--variant V|all] [--threads N] [--warmup W] [--repeats R] [--images X.npy]
 ```
 """
 
@@ -77,6 +78,47 @@ def build_parser():
     )
     bench.add_argument("--json", metavar="OUT", help="also write the report here")
     bench.set_defaults(_run=cmd_bench)
+
+    prof = sub.add_parser(
+        "profile",
+        help="measure the latency of every stage, exit model and the full model "
+        "-> EXPORT/costs.json",
+        description="Time every cascade stage (chained as the cascade runs them), "
+        "every exit model and the full model on LiteRT, batch 1, and write the cost "
+        "table EXPORT/costs.json (median, mean, p10, p90 per model; read by "
+        "`keras-scan search --cost latency`). Example: scan-lite profile "
+        "exports/fm18 --variant int8 --repeats 200",
+    )
+    prof.add_argument("export", help="export folder (with manifest.json)")
+    prof.add_argument(
+        "--variant",
+        default="all",
+        help="quantization variant, or 'all' (default: every variant of the export)",
+    )
+    prof.add_argument(
+        "--threads", type=int, default=1, help="LiteRT CPU threads (default 1)"
+    )
+    prof.add_argument(
+        "--warmup", type=int, default=10, help="untimed runs first (default 10)"
+    )
+    prof.add_argument(
+        "--repeats", type=int, default=100, help="timed runs per model (default 100)"
+    )
+    prof.add_argument(
+        "--images",
+        metavar="X.npy",
+        help="images (N, H, W[, C]) 0..255 to feed, fitted to the input "
+        "(default: random pixels; latency does not depend on them)",
+    )
+    prof.add_argument(
+        "--stage-files",
+        action="store_true",
+        help="time the separate stage_K files instead of the cascade file",
+    )
+    prof.add_argument(
+        "--json", action="store_true", help="print the table as JSON instead"
+    )
+    prof.set_defaults(_run=cmd_profile)
     return parser
 
 
@@ -321,6 +363,43 @@ def cmd_bench(args):
         tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         os.replace(tmp, out)
+    return 0
+
+
+def cmd_profile(args):
+    from scan_lite import profile as profile_lib
+
+    for flag, value, low in (
+        ("--threads", args.threads, 1),
+        ("--warmup", args.warmup, 0),
+        ("--repeats", args.repeats, 1),
+    ):
+        if value < low:
+            raise ValueError(f"`{flag}` must be >= {low}. Received: {flag} {value}")
+    images = None
+    if args.images is not None:
+        if not str(args.images).endswith(".npy"):
+            raise ValueError(
+                f"`--images` must be a .npy file of images (N, H, W[, C]) 0..255. "
+                f"Received: --images {args.images!r}"
+            )
+        images = np.load(args.images, allow_pickle=False)
+    variants = None if args.variant == "all" else args.variant
+    table = profile_lib.profile(
+        args.export,
+        variants,
+        threads=args.threads,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        images=images,
+        stage_files=args.stage_files,
+    )
+    shown = None if variants is None else [variants]
+    if args.json:
+        print(json.dumps(table, indent=2))
+    else:
+        print(profile_lib.format_table(table, shown))
+        print(f"wrote {pathlib.Path(args.export) / 'costs.json'}")
     return 0
 
 
