@@ -7,7 +7,10 @@
 3. `keras-scan search`    DEAP thresholds on the validation split
 4. `keras-scan evaluate --scalable`  early exit on the test split: accuracy, MAC speedup
 5. `keras-scan export`    int8 LiteRT models + manifest
-6. `scan-lite run`        the device-side cascade on a few test images
+6. `scan-lite profile`    LiteRT latency of every stage, exit and the full model
+                          (EXPORT/costs.json), then `evaluate --scalable --export`:
+                          the LiteRT latency speedup beside the MAC and wall-clock ones
+7. `scan-lite run`        the device-side cascade on a few test images
 
 Sized for about a quarter of an hour on 2 CPU cores (`--limit`, `--epochs`, `--width` to change it).
 Every command is printed before it runs, so you can rerun any step by hand.
@@ -85,6 +88,10 @@ def main():
     step("evaluate --scalable", [ks, "evaluate", str(run), "--scalable"])
     step("export", [ks, "export", str(run), "--out", str(export), "--quantize", "int8",
                     "--overwrite", "--eval-limit", "2000"])
+    step("profile on LiteRT", [str(BIN / "scan-lite"), "profile", str(export),
+                               "--repeats", "200"])
+    step("evaluate --scalable, priced in LiteRT latency",
+         [ks, "evaluate", str(run), "--scalable", "--export", str(export)])
     # fmt: on
 
     # A few real test images the model never saw, as .npy files (28x28 grey, as

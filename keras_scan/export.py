@@ -411,7 +411,13 @@ def _convert(saved_model, keys, mode, calibration, uint8_input):
                     yield key, {name: array[j : j + 1]}
 
         converter.representative_dataset = representative_dataset
-    return converter.convert()
+    with warnings.catch_warnings():
+        # The converter calibrates through the deprecated tf.lite.Interpreter
+        # itself and says so once per endpoint; nothing a user can act on.
+        warnings.filterwarnings(
+            "ignore", message=r"(?s).*tf\.lite\.Interpreter is deprecated"
+        )
+        return converter.convert()
 
 
 def _calibration_inputs(model, images):
