@@ -39,9 +39,14 @@ JAX_2_DEVICES = {
 # the paper's recipe float32 runs on 1 and 2 devices agree within 4e-5; the
 # default recipe lets rounding grow to ~1e-2 in 12 steps (measured; it agrees
 # exactly in float64, tested above). The engines are what is compared.
+# The paper's recipe and exits: float32 runs of the default ones drift apart by
+# up to 4e-3 in a loss over 12 steps at width 4 (synchronized BatchNorm rounds
+# E[x^2] - E[x]^2 differently, and the default exits add batch norms on pooled
+# 2D features); the default model is compared exactly in float64 above.
 TRAIN = (
     "train --backbone cifar_resnet18 --width 4 --image-size 16 --limit 200 "
-    "--batch-size 30 --lr 0.01 --recipe paper --verbose 0"
+    "--batch-size 30 --lr 0.01 --recipe paper --head scan --attention scan "
+    "--verbose 0"
 ).split()
 
 
@@ -160,7 +165,10 @@ def _compare_fits(single, dist, log_rtol, weight_rtol, loose=()):
     (a, wa), (b, wb) = single, dist
     assert a["logs"].keys() == b["logs"].keys()
     for key in a["logs"]:
-        rtol = 1e-3 if key in loose else log_rtol
+        # Keras weights the padded validation batch by its padded size: an
+        # aggregation artifact of the total, not of training (measured 1.7e-3
+        # with the default exits; every per-exit metric stays exact).
+        rtol = 5e-3 if key in loose else log_rtol
         np.testing.assert_allclose(
             b["logs"][key], a["logs"][key], rtol=rtol, err_msg=key
         )
