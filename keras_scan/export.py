@@ -846,11 +846,30 @@ def load_schema():
 def validate_manifest(manifest):
     """Raises `ValueError` naming the first problem if `manifest` breaks the schema.
 
+    Thresholds are checked first, whatever the schema says: JSON Schema's
+    `minimum`/`maximum` do not reject NaN (Python's json module reads it), and a
+    NaN threshold would silently disable early exit.
+
     Args:
         manifest: dict, a parsed `manifest.json`.
     """
+    import math
+
     import jsonschema
 
+    values = manifest.get("thresholds", {}) if isinstance(manifest, dict) else {}
+    values = values.get("values") if isinstance(values, dict) else None
+    for i, value in enumerate(values if isinstance(values, list) else []):
+        if not (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and 0 <= value <= 1
+        ):
+            raise ValueError(
+                f"The export manifest's thresholds/values/{i} must be a finite "
+                f"number in [0, 1]. Received: {value!r}"
+            )
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.path))
