@@ -79,6 +79,7 @@ def validate(manifest):
     # pass validation and silently disable early exit. Refused here, whatever
     # validator runs.
     _check_finite(manifest, [])
+    _check_thresholds(manifest)
     try:
         import jsonschema
     except ImportError:
@@ -109,6 +110,21 @@ def _check_finite(value, where):
     elif isinstance(value, list):
         for i, item in enumerate(value):
             _check_finite(item, [*where, i])
+
+
+def _check_thresholds(m):
+    """Thresholds are finite numbers in [0, 1], whatever validator runs."""
+    th = m.get("thresholds")
+    values = th.get("values") if isinstance(th, dict) else None
+    for i, value in enumerate(values if isinstance(values, list) else []):
+        _require(
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and math.isfinite(value)
+            and 0 <= value <= 1,
+            f"thresholds/values/{i}",
+            f"must be a finite number in [0, 1]. Received: {value!r}",
+        )
 
 
 def _require(condition, where, what):
@@ -151,15 +167,10 @@ def _minimal_check(m):
     )
     _require(isinstance(th, dict), "thresholds", "must be an object")
     values = th.get("values")
-    _require(
-        isinstance(values, list)
-        and values
-        and all(
-            isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1
-            for v in values
-        ),
+    _require(  # each value: _check_thresholds
+        isinstance(values, list) and values,
         "thresholds/values",
-        "must be numbers in [0, 1]",
+        "must be a non-empty list of numbers in [0, 1]",
     )
     _require(th.get("measure") in MEASURES, "thresholds/measure", f"one of {MEASURES}")
     _require(

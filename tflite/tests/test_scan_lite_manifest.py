@@ -144,3 +144,25 @@ def test_missing_folder_and_broken_json(tmp_path, export_copy):
     (export_copy / "manifest.json").write_text("{not json")
     with pytest.raises(scan_lite.ManifestError, match="Cannot read"):
         scan_lite.Cascade(export_copy)
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        (float("nan"), "NaN"),
+        (float("inf"), "Infinity"),
+        (-0.1, "-0.1"),
+        (1.5, "1.5"),
+        ("0.5", "'0.5'"),
+        (True, "True"),
+    ],
+)
+def test_thresholds_are_finite_numbers_in_0_1(value, shown, validator, export_copy):
+    """Whatever validator runs: JSON Schema's bounds alone let NaN through."""
+    edit_manifest(
+        export_copy, lambda m: m["thresholds"]["values"].__setitem__(1, value)
+    )
+    with pytest.raises(scan_lite.ManifestError) as info:
+        scan_lite.load_manifest(export_copy)
+    message = str(info.value)
+    assert "thresholds/values/1" in message and shown.lower() in message.lower()

@@ -123,6 +123,43 @@ public class ManifestTest {
     assertMessage(rejects(m), "sha256", "does not match the pattern");
   }
 
+  /**
+   * Thresholds must be finite numbers in [0, 1]: one case per line, each written into
+   * manifest.json as raw JSON text (NaN and Infinity are not JSON, but lenient parsers read
+   * them, and JSON Schema's minimum/maximum alone let NaN through).
+   */
+  @Test
+  public void rejectsThresholdsThatAreNotFiniteNumbersIn01() throws Exception {
+    String[][] cases = {
+      // {JSON text of thresholds.values[1], what the message must show}
+      {"NaN", "NaN"},
+      {"Infinity", "Infinity"},
+      {"-Infinity", "-Infinity"},
+      {"-0.1", "-0.1"},
+      {"1.5", "1.5"},
+      {"\"0.5\"", "0.5"},
+      {"true", "true"},
+    };
+    for (String[] c : cases) {
+      JSONObject m = TestSupport.validManifest();
+      ((JSONArray) at(m, "thresholds.values")).put(1, "@@threshold@@");
+      String text = m.toString().replace("\"@@threshold@@\"", c[0]);
+      ManifestException e =
+          assertThrows(c[0], ManifestException.class, () -> Manifest.parse(text));
+      assertMessage(e, "$.thresholds.values[1]", c[1]);
+    }
+    // The rule itself refuses them too, whoever builds it.
+    for (double bad : new double[] {Double.NaN, Double.POSITIVE_INFINITY, -0.1, 1.5}) {
+      ManifestException e =
+          assertThrows(
+              ManifestException.class,
+              () ->
+                  new ExitRule(
+                      new double[] {0.5, bad}, ConfidenceMeasure.MAX_PROB, Fallback.FINAL));
+      assertMessage(e, "thresholds[1]", String.valueOf(bad), "outside [0, 1]");
+    }
+  }
+
   @Test
   public void rejectsInconsistentCounts() throws Exception {
     JSONObject m = TestSupport.validManifest();
