@@ -9,7 +9,6 @@ scan-lite profile EXPORT [--variant V|all] [--threads N] [--warmup W] [--repeats
 
 import argparse
 import json
-import os
 import pathlib
 import sys
 import time
@@ -17,6 +16,7 @@ import time
 import numpy as np
 
 from scan_lite import images as images_lib
+from scan_lite import jsonfile
 from scan_lite.cascade import Cascade, confidence, should_exit
 from scan_lite.manifest import ManifestError
 
@@ -360,9 +360,7 @@ def cmd_bench(args):
     if args.json:
         out = pathlib.Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
-        os.replace(tmp, out)
+        jsonfile.write_text_atomic(out, json.dumps(report, indent=2) + "\n")
     return 0
 
 

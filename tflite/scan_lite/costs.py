@@ -20,10 +20,9 @@ the same format (android_demo/README.md, "Feeding costs.json from a phone").
 import dataclasses
 import json
 import math
-import os
 import pathlib
-import tempfile
 
+from scan_lite import jsonfile
 from scan_lite import manifest as manifest_lib
 
 COSTS = "costs.json"
@@ -137,40 +136,17 @@ def load_costs(export_dir, variant=None, manifest=None, verify=True):
     )
 
 
-class _Constant:
-    """A NaN / Infinity read from JSON, kept so the error can say where it was."""
-
-    def __init__(self, text):
-        self.text = text
-
-
 def read_table(path):
     """Parses a cost table; refuses NaN / Infinity with the field that holds it."""
-    try:
-        table = json.loads(
-            pathlib.Path(path).read_text(encoding="utf-8"), parse_constant=_Constant
-        )
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CostsError(f"Cannot read {path}: {e}") from None
-    _refuse_constants(table, [])
+    table = jsonfile.read_json(path, CostsError)
+    _check_finite(table)
     return table
 
 
-def _refuse_constants(value, where):
-    if isinstance(value, _Constant) or (
-        isinstance(value, float) and not math.isfinite(value)
-    ):
-        text = value.text if isinstance(value, _Constant) else repr(value)
-        raise CostsError(
-            f"{COSTS} is invalid at {_where(where)}: {text} is not a number (JSON "
-            "has no NaN or Infinity; latencies must be finite numbers > 0)"
-        )
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _refuse_constants(item, [*where, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _refuse_constants(item, [*where, i])
+def _check_finite(table):
+    jsonfile.check_finite(
+        table, COSTS, CostsError, "latencies must be finite numbers > 0"
+    )
 
 
 def _where(parts):
@@ -188,7 +164,7 @@ def _is_int(value, low):
 
 def validate(table, manifest):
     """Schema check (jsonschema when importable) + the checks against `manifest`."""
-    _refuse_constants(table, [])
+    _check_finite(table)
     _require(isinstance(table, dict), [], "must be a JSON object")
     version = table.get("format_version")
     _require(
@@ -346,16 +322,4 @@ def write_costs(export_dir, table, manifest):
     validate(table, manifest)
     path = costs_path(export_dir)
     payload = json.dumps(table, indent=2, allow_nan=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=".costs-", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return jsonfile.write_text_atomic(path, payload)

@@ -14,6 +14,8 @@ import os
 import pathlib
 import re
 
+from scan_lite import jsonfile
+
 MANIFEST = "manifest.json"
 SCHEMA = pathlib.Path(__file__).resolve().parent / "manifest.schema.json"
 FORMAT_VERSION = 1
@@ -50,10 +52,7 @@ def load_manifest(export_dir, verify=True):
             f"{MANIFEST}). Received: export_dir={str(export_dir)!r}"
             + ("" if folder.is_dir() else " (no such folder)")
         )
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ManifestError(f"Cannot read {path}: {e}") from None
+    manifest = jsonfile.read_json(path, ManifestError)
     validate(manifest)
     for name in manifest["files"]:
         safe_path(folder, name)
@@ -74,11 +73,9 @@ def validate(manifest):
             f"Unsupported manifest format_version={version!r}; this scan_lite reads "
             f"version {FORMAT_VERSION}. Re-export with a matching keras_scan."
         )
-    # JSON has no NaN or Infinity (RFC 8259), but Python's json module reads
-    # them, and a JSON schema's bounds do not reject NaN: a NaN threshold would
-    # pass validation and silently disable early exit. Refused here, whatever
-    # validator runs.
-    _check_finite(manifest, [])
+    # A NaN threshold would pass a schema's bounds and silently disable early
+    # exit: refused here, whatever validator runs.
+    jsonfile.check_finite(manifest, MANIFEST, ManifestError)
     _check_thresholds(manifest)
     try:
         import jsonschema
@@ -95,21 +92,6 @@ def validate(manifest):
     else:
         _minimal_check(manifest)
     _check_consistency(manifest)
-
-
-def _check_finite(value, where):
-    if isinstance(value, float) and not math.isfinite(value):
-        where = "/".join(map(str, where)) or "(root)"
-        raise ManifestError(
-            f"{MANIFEST} is invalid at {where}: {value} is not a number "
-            "(JSON has no NaN or Infinity)"
-        )
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_finite(item, [*where, key])
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            _check_finite(item, [*where, i])
 
 
 def _check_thresholds(m):

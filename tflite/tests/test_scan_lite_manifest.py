@@ -99,11 +99,11 @@ def test_truncated_and_missing_files(export_copy):
         # NaN passes a schema's minimum/maximum; it would disable early exit.
         (
             lambda m: m["thresholds"].update(values=[float("nan"), 0.5]),
-            "at thresholds/values/0: nan is not a number",
+            "at thresholds/values/0: NaN is not a number",
         ),
         (
             lambda m: m["thresholds"].update(values=[0.5, float("inf")]),
-            "at thresholds/values/1: inf is not a number",
+            "at thresholds/values/1: Infinity is not a number",
         ),
         (
             lambda m: m["variants"]["int8"]["cascade"]["signatures"]["stage_1"][
