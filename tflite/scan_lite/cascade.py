@@ -78,7 +78,13 @@ class _Signature:
 
     def __init__(self, interpreter, key, description, file_name):
         self.key = key
-        self.runner = interpreter.get_signature_runner(key)
+        try:
+            self.runner = interpreter.get_signature_runner(key)
+        except ValueError as e:
+            raise manifest_lib.ManifestError(
+                f"{file_name} has no signature {key!r} that LiteRT can run ({e}); "
+                "the manifest names it. Re-export the folder."
+            ) from None
         self.inputs = _describe(self.runner.get_input_details())
         self.outputs = _describe(self.runner.get_output_details())
         for side, actual in (("inputs", self.inputs), ("outputs", self.outputs)):
@@ -172,6 +178,7 @@ class Cascade:
 
         self.export_dir = export_dir
         self.manifest = manifest_lib.load_manifest(export_dir, verify=verify)
+        self._verified = bool(verify)
         m = self.manifest
         variant = m["default_variant"] if variant is None else variant
         if variant not in m["variants"]:
@@ -235,7 +242,18 @@ class Cascade:
 
     def _open(self, name):
         path = manifest_lib.safe_path(self.export_dir, name)
-        return self._Interpreter(model_path=str(path), num_threads=self.num_threads)
+        try:
+            return self._Interpreter(model_path=str(path), num_threads=self.num_threads)
+        except (ValueError, RuntimeError) as e:
+            raise manifest_lib.ManifestError(
+                f"LiteRT cannot load {name} ({str(path)!r}): {e}. "
+                + (
+                    "Its size and SHA-256 match the manifest: the export itself "
+                    "holds a broken model; re-export it."
+                    if self._verified
+                    else "Load it with verify=True to check it against the manifest."
+                )
+            ) from None
 
     def _check_stages(self):
         h, w, c = self.input_shape

@@ -17,6 +17,7 @@ import numpy as np
 
 from scan_lite import images as images_lib
 from scan_lite import jsonfile
+from scan_lite import manifest as manifest_lib
 from scan_lite.cascade import Cascade, confidence, should_exit
 from scan_lite.manifest import ManifestError
 
@@ -132,9 +133,26 @@ def main(argv=None):
         return 2
 
 
+def _check_flags(args, *flags):
+    """Refuses out-of-range numbers given on the command line (usage errors)."""
+    for flag, low in flags:
+        value = getattr(args, flag.lstrip("-").replace("-", "_"))
+        if value is not None and value < low:
+            raise ValueError(f"`{flag}` must be >= {low}. Received: {flag} {value}")
+
+
+def _manifest(args):
+    """The export's manifest (not yet verified) with `--variant` checked against it."""
+    m = manifest_lib.load_manifest(args.export, verify=False)
+    if args.variant is not None and args.variant not in m["variants"]:
+        raise ValueError(
+            f"`--variant` must be one of {sorted(m['variants'])} (the variants of "
+            f"{str(args.export)!r}). Received: --variant {args.variant!r}"
+        )
+    return m
+
+
 def _cascade(args):
-    if args.threads < 1:
-        raise ValueError(f"`--threads` must be >= 1. Received: {args.threads}")
     return Cascade(
         args.export,
         variant=args.variant,
@@ -144,6 +162,8 @@ def _cascade(args):
 
 
 def cmd_run(args):
+    _check_flags(args, ("--threads", 1))
+    _manifest(args)
     cascade = _cascade(args)
     # Read and check every image first: a bad one fails before any output.
     prepared = [
@@ -177,20 +197,45 @@ def cmd_run(args):
     return 0
 
 
-def _load_bench_data(args):
+def _load_bench_data(args, num_classes):
+    """Images and labels of `--idx` / `--npz`, checked against each other and the model."""
     if args.idx:
+        source = f"--idx {args.idx[0]} {args.idx[1]}"
         x = images_lib.read_idx(args.idx[0])
         y = images_lib.read_idx(args.idx[1]).reshape(-1)
+        what = f"{args.idx[0]!r} holds {len(x)} images, {args.idx[1]!r} {len(y)} labels"
     else:
+        source = f"--npz {args.npz}"
         x, y = images_lib.read_npz(args.npz)
-    if len(x) != len(y) or len(x) == 0:
+        what = f"{len(x)} images, {len(y)} labels"
+    if len(x) == 0:
         raise ValueError(
-            f"The data set needs one label per image. Received: {len(x)} images, "
-            f"{len(y)} labels"
+            f"The data set is empty: `{source}` holds no images. Received: {what}"
+        )
+    if len(x) != len(y):
+        raise ValueError(
+            f"The data set needs one label per image. Received: `{source}`: {what}"
+        )
+    if x.ndim not in (3, 4):
+        raise ValueError(
+            f"`{source}` must hold images (N, H, W) or (N, H, W, C). Received: "
+            f"images of shape {x.shape}"
+        )
+    y = np.asarray(y)
+    if np.issubdtype(y.dtype, np.integer):
+        bad = (y < 0) | (y >= num_classes)
+    elif np.issubdtype(y.dtype, np.floating):
+        bad = ~np.isfinite(y) | (y != np.round(y)) | (y < 0) | (y >= num_classes)
+    else:
+        bad = np.ones(len(y), bool)
+    bad = np.flatnonzero(bad)
+    if len(bad):
+        raise ValueError(
+            f"`{source}`: labels must be class indices 0..{num_classes - 1} (the "
+            f"model has {num_classes} classes). Received: label {y[bad[0]].item()!r} of "
+            f"image {int(bad[0])} ({len(bad)} such label(s))"
         )
     if args.limit is not None:
-        if args.limit < 1:
-            raise ValueError(f"`--limit` must be >= 1. Received: {args.limit}")
         x, y = x[: args.limit], y[: args.limit]
     return x, y.astype(np.int64)
 
@@ -318,9 +363,12 @@ def bench(cascade, x, y, warmup=5):
 
 
 def cmd_bench(args):
+    _check_flags(args, ("--threads", 1), ("--limit", 1), ("--warmup", 0))
+    m = _manifest(args)
+    # The data is checked before the models are loaded and anything is written.
+    x, y = _load_bench_data(args, int(m["model"]["num_classes"]))
     cascade = _cascade(args)
-    x, y = _load_bench_data(args)
-    report = bench(cascade, x, y, warmup=max(0, args.warmup))
+    report = bench(cascade, x, y, warmup=args.warmup)
     c, f, naive = report["cascade"], report["full"], report["naive_exit_models"]
     print(
         f"{report['num_samples']} images, variant {report['variant']}, "
@@ -367,13 +415,7 @@ def cmd_bench(args):
 def cmd_profile(args):
     from scan_lite import profile as profile_lib
 
-    for flag, value, low in (
-        ("--threads", args.threads, 1),
-        ("--warmup", args.warmup, 0),
-        ("--repeats", args.repeats, 1),
-    ):
-        if value < low:
-            raise ValueError(f"`{flag}` must be >= {low}. Received: {flag} {value}")
+    _check_flags(args, ("--threads", 1), ("--warmup", 0), ("--repeats", 1))
     images = None
     if args.images is not None:
         if not str(args.images).endswith(".npy"):

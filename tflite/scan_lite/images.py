@@ -16,6 +16,7 @@ import pathlib
 
 import numpy as np
 
+NPY_MAGIC = b"\x93NUMPY"
 PIL_HINT = "install Pillow (`pip install scan-lite[images]`) or convert to .npy/PGM/PPM"
 
 
@@ -34,7 +35,20 @@ def read_image(path):
         raise FileNotFoundError(f"`image` does not exist: {str(path)!r}")
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        image = np.load(path, allow_pickle=False)
+        with open(path, "rb") as f:
+            magic = f.read(len(NPY_MAGIC))
+        if magic != NPY_MAGIC:
+            raise ValueError(
+                f"Cannot read the image {str(path)!r}: not a valid .npy file "
+                f"({'empty' if not magic else 'no .npy header'})."
+            )
+        try:
+            image = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise ValueError(
+                f"Cannot read the image {str(path)!r}: not a valid .npy array "
+                f"(corrupt, truncated or not numeric: {e})"
+            ) from None
     elif suffix in (".pgm", ".ppm", ".pnm"):
         image = read_pnm(path)
     else:
@@ -171,14 +185,24 @@ def read_idx(path):
     if not path.is_file():
         raise FileNotFoundError(f"IDX file does not exist: {str(path)!r}")
     opener = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as f:
-        raw = f.read()
+    try:
+        with opener(path, "rb") as f:
+            raw = f.read()
+    except (OSError, EOFError) as e:  # gzip: bad header, truncated stream, CRC
+        raise ValueError(
+            f"Cannot read the IDX file {str(path)!r}: corrupt or truncated ({e})"
+        ) from None
     if len(raw) < 4 or raw[:2] != b"\0\0" or raw[2] != 0x08:
         raise ValueError(
             f"{str(path)!r} is not an IDX file of unsigned bytes (bad magic number)."
         )
     ndim = raw[3]
     header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(
+            f"{str(path)!r} is truncated: its header needs {header} bytes for "
+            f"{ndim} dimensions, the file holds {len(raw)}."
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw, ">i4", count=ndim, offset=4))
     expected = header + int(np.prod(dims))
     if len(raw) != expected:
