@@ -1,5 +1,7 @@
 """scan_lite.Cascade against the conformance vectors of tflite/testdata."""
 
+import hashlib
+
 import numpy as np
 import pytest
 import scan_lite
@@ -157,3 +159,129 @@ def test_requantizing_links_keep_the_results(monkeypatch, expected, images):
             np.stack(r.stage_probs), case["stage_probs"], atol=1e-7
         )
         assert (r.label, r.exit_index) == (case["label"], case["exit_index"])
+
+
+def _count_invocations(monkeypatch):
+    """Records every LiteRT invocation: (interpreter id, signature key or None)."""
+    from ai_edge_litert import interpreter as litert
+
+    calls = []
+    run_signature = litert.SignatureRunner.__call__
+    invoke = litert.Interpreter.invoke
+
+    def counted_signature(runner, **inputs):
+        calls.append((id(runner._interpreter), runner._signature_key))
+        return run_signature(runner, **inputs)
+
+    def counted_invoke(interpreter):
+        calls.append((id(interpreter), None))
+        return invoke(interpreter)
+
+    monkeypatch.setattr(litert.SignatureRunner, "__call__", counted_signature)
+    monkeypatch.setattr(litert.Interpreter, "invoke", counted_invoke)
+    return calls
+
+
+@pytest.mark.parametrize("stage_files", [False, True], ids=["cascade", "stage_files"])
+def test_early_exit_invokes_only_the_stages_it_needs(
+    stage_files, monkeypatch, expected, images
+):
+    """Counts LiteRT invocations per stage: an early exit must skip the later stages."""
+    cascade = scan_lite.Cascade(EXPORT, variant="int8", stage_files=stage_files)
+    stages = [(id(s.runner._interpreter), s.key) for s in cascade.stages]
+    k = cascade.num_exits - 1
+    calls = _count_invocations(monkeypatch)
+    answered = set()
+    for image, case in zip(images, expected["variants"]["int8"]["cases"]):
+        calls.clear()
+        r = cascade.run(image)
+        e = case["exit_index"]
+        assert r.exit_index == e
+        # Stages 0..e once each, nothing else: no later stage, no exit model.
+        assert calls == stages[: e + 1]
+        answered.add(e)
+        calls.clear()
+        cascade.run_all(image)
+        assert calls == stages
+    assert answered == set(range(k + 1))  # exit 0, the middle and the end
+
+
+def _rescale_stage_input(path, key, factor, zero_point):
+    """Rewrites a .tflite file as if its signature `key` took its input at
+    `factor` times the scale and with another zero point, as a converter
+    calibrating that stage on its own could have written it.
+
+    The int8 kernels assume bias scale == input scale * weight scale, so the
+    biases of the ops reading the input are requantized too. Uses the
+    flatbuffer schema shipped with ai-edge-litert. Returns the new scale.
+    """
+    import flatbuffers
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.ModelT.InitFromObj(schema.Model.GetRootAs(path.read_bytes(), 0))
+    sig = next(s for s in model.signatureDefs if s.signatureKey.decode() == key)
+    graph = model.subgraphs[sig.subgraphIndex]
+    index = sig.inputs[0].tensorIndex
+    q = graph.tensors[index].quantization
+    q.scale = (q.scale * factor).astype(np.float32)
+    q.zeroPoint = np.array([zero_point], np.int64)
+    for op in graph.operators:
+        if index in list(op.inputs):  # CONV_2D(input, weights, bias)
+            bias = graph.tensors[op.inputs[2]]
+            shared = [t for g in model.subgraphs for t in g.tensors]
+            assert sum(t.buffer == bias.buffer for t in shared) == 1
+            buffer = model.buffers[bias.buffer]
+            values = np.round(buffer.data.view(np.int32) / factor).astype(np.int32)
+            buffer.data = values.view(np.uint8)
+            bias.quantization.scale = (bias.quantization.scale * factor).astype(
+                np.float32
+            )
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    path.write_bytes(bytes(builder.Output()))
+    return float(q.scale[0])
+
+
+@pytest.mark.parametrize("factor, zero_point", [(1.5, -118), (0.75, -128)])
+@pytest.mark.parametrize("stage_files", [False, True], ids=["cascade", "stage_files"])
+def test_requantization_between_stages_with_differing_scales(
+    factor, zero_point, stage_files, export_copy, expected, images, monkeypatch
+):
+    """stage_0's features (scale s, zp -128) feed a stage_1 that takes them at
+    another scale and zero point: the runtime must requantize, and the
+    cascade then stays as close to the float32 model as the plain int8 one."""
+    names = ["cascade.int8.tflite", "stage_1.int8.tflite"]
+    for name in names:
+        scale = _rescale_stage_input(export_copy / name, "stage_1", factor, zero_point)
+
+    def edit(m):
+        variant = m["variants"]["int8"]
+        for entry in (variant["cascade"], variant["stages"][1]):
+            features = entry["signatures"]["stage_1"]["inputs"]["features"]
+            features.update(scale=scale, zero_point=zero_point)
+        for name in names:
+            data = (export_copy / name).read_bytes()
+            m["files"][name].update(
+                bytes=len(data), sha256=hashlib.sha256(data).hexdigest()
+            )
+
+    edit_manifest(export_copy, edit)
+    float_probs = np.asarray(
+        [c["stage_probs"] for c in expected["variants"]["float32"]["cases"]]
+    )
+
+    def error(cascade):
+        probs = np.asarray([cascade.run_all(x).stage_probs for x in images])
+        return np.abs(probs - float_probs).max(axis=(0, 2))
+
+    cascade = scan_lite.Cascade(export_copy, variant="int8", stage_files=stage_files)
+    assert cascade.requantized_links == [1]
+    # The plain int8 export is within ~0.045 of float32 at every stage.
+    assert np.all(error(cascade) <= 0.06)
+    # Control: feeding stage_0's values unchanged is far off.
+    monkeypatch.setattr(quant, "same_quantization", lambda src, dst: True)
+    unconverted = scan_lite.Cascade(
+        export_copy, variant="int8", stage_files=stage_files
+    )
+    assert unconverted.requantized_links == []
+    assert error(unconverted)[1:].max() > 0.2
