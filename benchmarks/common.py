@@ -3,8 +3,6 @@
 import datetime
 import functools
 import importlib.metadata
-import json
-import math
 import os
 import pathlib
 import platform
@@ -35,30 +33,15 @@ PACKAGES = (
 
 def jsonable(obj):
     """Plain JSON types (numpy scalars/arrays converted; NaN and inf -> None)."""
-    if isinstance(obj, dict):
-        return {str(k): jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, pathlib.PurePath):
-        return str(obj)
-    return obj
+    from keras_scan import files  # lazily: the package imports Keras
+
+    return files.jsonable(obj)
 
 
 def write_json(path, payload):
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(jsonable(payload), indent=2, allow_nan=False) + "\n")
-    os.replace(tmp, path)
+    from keras_scan import files
+
+    files.atomic_write_json(path, payload)
 
 
 def now():

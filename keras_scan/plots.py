@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import tempfile
 
+from keras_scan import files
 from keras_scan.thresholds import Thresholds
 
 _REQUIRED_METRICS = ("front", "accuracy", "mean_macs")
@@ -31,20 +31,9 @@ def _check_pairs(single_exits):
 
 
 def _savefig_atomic(fig, path):
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".plot-", suffix=".png", dir=folder)
-    os.close(fd)
-    try:
+    with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-    return path
+    return os.fspath(path)
 
 
 def _cost_axis(metrics):

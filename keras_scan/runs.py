@@ -10,17 +10,16 @@ RUN/
   thresholds.json    `keras-scan search`
   tradeoff.png       `keras-scan search`
 ```
-Files are written atomically (a temporary file renamed into place), so an
-interrupted command never leaves a half-written file behind.
+Files are written atomically (`keras_scan.files`: a temporary file renamed
+into place), so an interrupted command never leaves a half-written file behind.
 """
 
-import contextlib
 import json
-import os
 import pathlib
-import shutil
-import tempfile
 import zipfile
+
+from keras_scan import files
+from keras_scan.files import atomic_folder  # noqa: F401  (run and export folders)
 
 MODEL = "model.keras"
 LAST = "last.keras"
@@ -44,38 +43,8 @@ def run_path(run, must_exist=True, what="run folder"):
 
 
 def write_json(path, payload):
-    """Writes JSON atomically (tmp file in the same folder, then rename)."""
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=2, sort_keys=False, default=_json_default)
-            f.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _json_default(obj):
-    import numpy as np
-
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, pathlib.Path):
-        return str(obj)
-    raise TypeError(f"Cannot write {type(obj).__name__} to JSON: {obj!r}")
+    """Writes JSON atomically (see `keras_scan.files.atomic_write_json`)."""
+    files.atomic_write_json(path, payload)
 
 
 def read_json(path):
@@ -142,32 +111,3 @@ def load_splits(run, dataset=None, data_dir=None, download=False):
         data_dir=data_dir or config.get("data_dir"),
         download=download,
     )
-
-
-@contextlib.contextmanager
-def atomic_folder(dest, overwrite=False, what="output folder", arg="out"):
-    """Yields a temporary sibling folder that replaces `dest` on success.
-
-    On any exception the temporary folder is removed and `dest` is untouched,
-    so an interrupted export or run never leaves a half-written folder.
-    """
-    dest = pathlib.Path(dest).expanduser()
-    if dest.exists() and not overwrite:
-        raise FileExistsError(
-            f"`{arg}` already exists: {str(dest)!r}. Pass --overwrite (or "
-            f"`overwrite=True`) to replace this {what}."
-        )
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = pathlib.Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
-    try:
-        yield tmp
-        if dest.exists():
-            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
-            os.replace(dest, old)
-            os.replace(tmp, dest)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, dest)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

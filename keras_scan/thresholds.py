@@ -32,13 +32,14 @@ import math
 import numbers
 import os
 import random
-import tempfile
 import time
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import field
 
 import numpy as np
+
+from keras_scan import files
 
 MEASURES = ("max_prob", "margin", "entropy")
 FALLBACKS = ("final", "ensemble")
@@ -439,28 +440,6 @@ def evaluate_thresholds(
 # ---------------------------------------------------------------------------
 
 
-def _jsonable(obj):
-    if isinstance(obj, Mapping):
-        return {str(key): _jsonable(v) for key, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, numbers.Integral):
-        return int(obj)
-    if isinstance(obj, numbers.Real):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if obj is None or isinstance(obj, str):
-        return obj
-    raise ValueError(
-        f"`metrics` must hold JSON-compatible values. Received: {obj!r} "
-        f"of type {type(obj).__name__}"
-    )
-
-
 @dataclasses.dataclass
 class Thresholds:
     """Per-exit confidence thresholds of a SCAN model and how they were chosen.
@@ -522,12 +501,18 @@ class Thresholds:
 
     def to_dict(self):
         """JSON-compatible dict (tuples become lists, NaN/inf become None)."""
+        try:
+            metrics = files.jsonable(self.metrics)
+        except TypeError as e:
+            raise ValueError(
+                f"`metrics` must hold JSON-compatible values. {e}"
+            ) from None
         return {
             "format_version": FORMAT_VERSION,
             "values": list(self.values),
             "measure": self.measure,
             "fallback": self.fallback,
-            "metrics": _jsonable(self.metrics),
+            "metrics": metrics,
         }
 
     @classmethod
@@ -551,23 +536,9 @@ class Thresholds:
         )
 
     def save(self, path):
-        """Writes JSON atomically (temporary file in the same folder + rename)."""
+        """Writes JSON atomically (`keras_scan.files`); returns `path` as a str."""
         path = os.fspath(path)
-        payload = json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n"
-        folder = os.path.dirname(os.path.abspath(path))
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".thresholds-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(payload)
-                f.flush()
-                os.fsync(f.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        files.atomic_write_json(path, self.to_dict())
         return path
 
     @classmethod

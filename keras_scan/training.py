@@ -41,7 +41,6 @@ import dataclasses
 import io
 import json
 import math
-import os
 import pathlib
 import shutil
 import sys
@@ -49,7 +48,7 @@ import sys
 import keras
 import numpy as np
 
-from keras_scan import data, distribute, runs
+from keras_scan import data, distribute, files, runs
 from keras_scan.backbones import registry
 from keras_scan.layers import HEADS
 from keras_scan.layers.attention_module import KINDS as _KINDS
@@ -985,13 +984,7 @@ def _check_architecture(diff, folder):
 
 def _publish(work, run):
     """Renames the finished work folder to `run`, replacing what was there."""
-    if run.exists():
-        old = run.with_name(f".{run.name}.old-{os.getpid()}")
-        os.replace(run, old)
-        os.replace(work, run)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(work, run)
+    files.replace_folder(work, run)
 
 
 def _read_history(path):
@@ -1009,25 +1002,14 @@ def _write_history(path, rows):
     writer = csv.DictWriter(buf, fieldnames=keys, restval="", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    _write_atomic(path, buf.getvalue())
-
-
-def _write_atomic(path, text):
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    files.atomic_write_text(path, buf.getvalue())
 
 
 def _save_atomic(model, path):
     # Keras requires the `.keras` suffix on the temporary name too.
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
+    with files.atomic_path(path, suffix=".keras") as tmp:
         with distribute.local_batchnorm(model):  # loadable on any backend
             model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class RunCheckpoint(keras.callbacks.Callback):

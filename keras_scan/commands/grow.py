@@ -17,7 +17,7 @@ temporary folder and renamed into place: an error leaves nothing behind.
 
 import argparse
 import csv
-import os
+import io
 import pathlib
 
 from keras_scan.cli import UserError
@@ -248,6 +248,8 @@ def _check_args(args):
 
 
 def _write_history(path, report):
+    from keras_scan.files import atomic_write_text
+
     rows = []
     for step in report["steps"]:
         for i, acc in enumerate(step["val_history"], start=1):
@@ -259,14 +261,13 @@ def _write_history(path, report):
                     "val_accuracy": acc,
                 }
             )
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(
-            f, fieldnames=["depth", "block", "epoch_at_depth", "val_accuracy"]
-        )
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    buf = io.StringIO()
+    writer = csv.DictWriter(
+        buf, fieldnames=["depth", "block", "epoch_at_depth", "val_accuracy"]
+    )
+    writer.writeheader()
+    writer.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
 
 
 def _grown_summary(report):
