@@ -23,6 +23,7 @@ Compact and Efficient Models", NeurIPS 2019 (arXiv 1906.03951), section 3.3.
 
 from __future__ import annotations
 
+import functools
 import numbers
 import os
 import time
@@ -125,6 +126,10 @@ class _Runner:
     batch dimension (traced once). Other backends: `predict_on_batch` on rows
     padded to the next power of two, so a jitted backend compiles once per
     bucket rather than once per distinct row count.
+
+    `runner(x)` returns numpy arrays; `runner(x, to_numpy=False)` leaves the
+    outputs as the backend's tensors where it can (TensorFlow), so a stage's
+    features go on to the next stage without a copy through numpy.
     """
 
     def __init__(self, model):
@@ -139,21 +144,26 @@ class _Runner:
             spec = model.inputs[0]
             signature = [tf.TensorSpec((None, *spec.shape[1:]), dtype=spec.dtype)]
             # A weak reference: the cache below must not keep the model alive.
-            ref = weakref.ref(model)
-
-            def call(x):
-                return ref()(x, training=False)
-
-            self._fn = tf.function(call, input_signature=signature, autograph=False)
+            # A `partial`, not a closure: TensorFlow counts traces per code
+            # object, and one trace per stage of one closure reads to it as
+            # "retracing" (and warns).
+            self._fn = tf.function(
+                functools.partial(_call_model, weakref.ref(model)),
+                input_signature=signature,
+                autograph=False,
+            )
         self.dtype = np.dtype(model.inputs[0].dtype)
 
-    def __call__(self, x):
-        """Returns the model's outputs as numpy arrays (same structure)."""
+    def __call__(self, x, to_numpy=True):
+        """The model's outputs (same structure), numpy arrays unless told."""
         import keras
 
-        x = np.ascontiguousarray(x, dtype=self.dtype)
         if self._fn is not None:
-            return keras.tree.map_structure(_to_numpy, self._fn(x))
+            if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
+                x = np.ascontiguousarray(x, dtype=self.dtype)
+            out = self._fn(x)
+            return keras.tree.map_structure(_to_numpy, out) if to_numpy else out
+        x = np.ascontiguousarray(x, dtype=self.dtype)
         n = x.shape[0]
         bucket = 1 << max(0, n - 1).bit_length()
         if bucket != n:
@@ -161,6 +171,19 @@ class _Runner:
             x = np.concatenate([x, pad])
         out = self.model.predict_on_batch(x)
         return keras.tree.map_structure(lambda a: np.asarray(a)[:n], out)
+
+
+def _call_model(ref, x):
+    return ref()(x, training=False)
+
+
+def _take_rows(features, rows):
+    """`features[rows]` for a numpy array or a backend tensor (kept there)."""
+    if isinstance(features, np.ndarray):
+        return features[rows]
+    import keras
+
+    return keras.ops.take(features, rows, axis=0)
 
 
 # Compiled callables per model (traced once, reused by every engine and search).
@@ -513,8 +536,9 @@ class ScalableInference:
             if rows.size == 0:
                 break
             state["stage_rows"][i] += rows.size
-            features, logits = self._runners[i](h)
-            p = softmax(logits)
+            # Features stay the backend's tensors; only the logits come out.
+            features, logits = self._runners[i](h, to_numpy=False)
+            p = softmax(_to_numpy(logits))
             if ensemble:
                 total += p
             take = thresholds_lib.should_exit(p, self.thresholds[i], self.measure)
@@ -523,15 +547,15 @@ class ScalableInference:
             exits[answered] = i
             probs[answered] = p[take]
             if take.any():
-                keep = ~take
-                rows, h = rows[keep], features[keep]
+                keep = np.flatnonzero(~take)
+                rows, h = rows[keep], _take_rows(features, keep)
                 if ensemble:
                     total = total[keep]
             else:
                 h = features
         if rows.size:
             state["stage_rows"][k] += rows.size
-            p = softmax(self._runners[k](h))
+            p = softmax(_to_numpy(self._runners[k](h, to_numpy=False)))
             if ensemble:
                 total += p
                 p = total / self.num_exits

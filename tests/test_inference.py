@@ -133,9 +133,9 @@ class _CountingRunner:
         self.runner = runner
         self.rows = []
 
-    def __call__(self, x):
+    def __call__(self, x, **kwargs):
         self.rows.append(int(x.shape[0]))
-        return self.runner(x)
+        return self.runner(x, **kwargs)
 
 
 @pytest.mark.slow
