@@ -45,7 +45,7 @@ PAPER = {"recipe": "paper", "head": "scan", "attention": "scan"}
 
 # The recipe the loss ablations share, pinned here so that a change of the
 # package's defaults does not silently change what a row means (the
-# "default" row alone follows `keras_scan.training.DEFAULTS`).
+# rows of FOLLOW_DEFAULTS follow `keras_scan.training.DEFAULTS`).
 BASE = {
     "schedule": "cosine",
     "warmup": 0.05,
@@ -55,6 +55,7 @@ BASE = {
     "alpha": 0.5,
     "temperature": 3.0,
     "kd_loss": "kl_t2",
+    "kd_mix": "convex",
     "teacher": "final",
     "beta": 1.0,
     "distill_warmup": 0.0,
@@ -62,6 +63,15 @@ BASE = {
     "head": "scan",
     "attention": "scan",
 }
+
+# Rows on top of `keras_scan.training.DEFAULTS` alone (no BASE pinning).
+FOLLOW_DEFAULTS = (
+    "default",
+    "ds_default",
+    "add_kl_a0.3",
+    "add_kl_t2_a0.3",
+    "add_kl_t2_a0.1",
+)
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
 # "*_paper" rows use the paper's recipe; the others the package's defaults,
@@ -73,6 +83,14 @@ VARIANTS = {
     "plain": {"no_exits": True},
     "ds": {"distillation": False},
     "default": {},
+    # Deep supervision on the package's default exits and recipe: the row
+    # "default" must beat at every exit (issue 14).
+    "ds_default": {"distillation": False},
+    # The labels at full weight, the teacher added (`--kd-mix add`), on the
+    # package's exits and recipe.
+    "add_kl_a0.3": {"kd_mix": "add", "alpha": 0.3, "kd_loss": "kl"},
+    "add_kl_t2_a0.3": {"kd_mix": "add", "alpha": 0.3, "kd_loss": "kl_t2"},
+    "add_kl_t2_a0.1": {"kd_mix": "add", "alpha": 0.1, "kd_loss": "kl_t2"},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
@@ -130,7 +148,7 @@ def variant_config(budget, name, extra=None):
         seed=0,
     )
     row = VARIANTS[name] if extra is None else extra
-    if name != "default" and row.get("recipe") != "paper":
+    if name not in FOLLOW_DEFAULTS and row.get("recipe") != "paper":
         overrides.update(BASE)
     overrides.update(row)
     return training.resolve_config(overrides)

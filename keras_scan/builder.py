@@ -17,6 +17,7 @@ def build(
     beta=1.0,
     kd_loss="kl",
     teacher="final",
+    kd_mix="convex",
     name=None,
 ):
     """Turns a functional Keras backbone into a SCAN multi-exit model.
@@ -48,6 +49,8 @@ def build(
             (see `ScanModel`). Defaults to `"kl"`.
         teacher: str. `"final"` (the paper) or `"ensemble"` (the mean of all
             exits teaches every exit). Defaults to `"final"`.
+        kd_mix: str. `"convex"` (`(1 - alpha) CE + alpha KD`, the paper) or
+            `"add"` (`CE + alpha KD`). Defaults to `"convex"`.
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:
@@ -75,6 +78,7 @@ def build(
         beta=beta,
         kd_loss=kd_loss,
         teacher=teacher,
+        kd_mix=kd_mix,
         name=name or f"scan_{getattr(model, 'name', 'model')}",
     )
     active = distribute.current()

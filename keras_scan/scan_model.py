@@ -12,6 +12,8 @@ from keras_scan.layers.attention_module import KINDS as ATTENTIONS
 
 FINAL = "final"
 KD_LOSSES = ("kl_t2", "kl", "reverse_kl_t2", "reverse_kl")
+# How the distillation term joins an exit's cross-entropy (see `ScanModel`).
+KD_MIXES = ("convex", "add")
 TEACHERS = ("final", "ensemble")
 
 
@@ -106,6 +108,10 @@ class ScanModel(keras.Model):
             shallow ones) or `"ensemble"` (the mean of every exit's softened
             probabilities teaches every exit, the final one included).
             Defaults to `"final"`.
+        kd_mix: str. `"convex"` (the paper: `(1 - alpha) CE_i + alpha KD_i`)
+            or `"add"` (`CE_i + alpha KD_i`: the labels keep their full
+            weight, as in deep supervision, and the teacher adds to them).
+            Defaults to `"convex"`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -132,6 +138,7 @@ class ScanModel(keras.Model):
         beta=1.0,
         kd_loss="kl",
         teacher="final",
+        kd_mix="convex",
         **kwargs,
     ):
         taps_lib.check_functional(backbone, "backbone")
@@ -149,6 +156,10 @@ class ScanModel(keras.Model):
         if kd_loss not in KD_LOSSES:
             raise ValueError(
                 f"`kd_loss` must be one of {KD_LOSSES}. Received: kd_loss={kd_loss!r}"
+            )
+        if kd_mix not in KD_MIXES:
+            raise ValueError(
+                f"`kd_mix` must be one of {KD_MIXES}. Received: kd_mix={kd_mix!r}"
             )
 
         # === Layers ===
@@ -188,6 +199,7 @@ class ScanModel(keras.Model):
         self.beta = float(beta)
         self.kd_loss = kd_loss
         self.teacher = teacher
+        self.kd_mix = kd_mix
         # The share of `alpha` in force (1 = all of it): a training schedule
         # (`keras_scan.training.DistillationWarmup`) ramps it from 0 so the
         # exits learn from labels while the teacher is still untrained.
@@ -375,7 +387,8 @@ class ScanModel(keras.Model):
         )
 
         def distilled(logits, ce):
-            """`(1 - alpha) CE + alpha KD` with the ramp's share of alpha."""
+            """`(1 - alpha) CE + alpha KD` (`kd_mix="add"`: `CE + alpha KD`)
+            with the ramp's share of alpha."""
             student_log_probs = ops.log_softmax(logits / T, axis=-1)
             kd = weighted_mean(
                 _divergence(teacher_log_probs, student_log_probs, self.kd_loss)
@@ -383,6 +396,8 @@ class ScanModel(keras.Model):
             if self.kd_loss.endswith("_t2"):
                 kd = kd * T**2
             alpha = self.alpha * ops.cast(self.distill_scale, kd.dtype)
+            if self.kd_mix == "add":
+                return ce + alpha * kd
             return (1.0 - alpha) * ce + alpha * kd
 
         total = cross_entropy(final_logits)
@@ -444,6 +459,7 @@ class ScanModel(keras.Model):
             "temperature": self.temperature,
             "beta": self.beta,
             "kd_loss": self.kd_loss,
+            "kd_mix": self.kd_mix,
             "teacher": self.teacher,
         }
 

@@ -52,7 +52,7 @@ from keras_scan import data, distribute, files, runs
 from keras_scan.backbones import registry
 from keras_scan.layers import HEADS
 from keras_scan.layers.attention_module import KINDS as _KINDS
-from keras_scan.scan_model import FINAL, KD_LOSSES, TEACHERS, ScanModel
+from keras_scan.scan_model import FINAL, KD_LOSSES, KD_MIXES, TEACHERS, ScanModel
 
 ATTENTION_KINDS = (*_KINDS, "none")
 
@@ -75,6 +75,7 @@ DEFAULTS = {
     "temperature": 3.0,
     "beta": 1.0,
     "kd_loss": "kl",
+    "kd_mix": "convex",
     "teacher": "final",
     "distill_warmup": 0.5,
     "exits": None,
@@ -120,6 +121,7 @@ RECIPES = {
         "alpha": 0.5,
         "temperature": 3.0,
         "kd_loss": "kl_t2",
+        "kd_mix": "convex",
         "teacher": "final",
         "beta": 1.0,
         "distill_warmup": 0.0,
@@ -294,6 +296,8 @@ def _check_config(c):
         _fail("teacher", f"one of {', '.join(TEACHERS)}", c["teacher"])
     if c["kd_loss"] not in KD_LOSSES:
         _fail("kd_loss", f"one of {', '.join(KD_LOSSES)}", c["kd_loss"])
+    if c["kd_mix"] not in KD_MIXES:
+        _fail("kd_mix", f"one of {', '.join(KD_MIXES)}", c["kd_mix"])
     if c["bn_momentum"] is not None and (
         not _is_number(c["bn_momentum"]) or not 0 <= c["bn_momentum"] < 1
     ):
@@ -554,6 +558,7 @@ def make_model(config, num_classes):
             temperature=config["temperature"],
             beta=config["beta"],
             kd_loss=config["kd_loss"],
+            kd_mix=config["kd_mix"],
             teacher=config["teacher"],
         )
     except ValueError as e:

@@ -155,7 +155,14 @@ def test_loss_terms_and_ablations():
     # The other distillation terms, and the ramp's share of alpha.
     T, alpha = 3.0, 0.4
     teacher_lp = keras.ops.log_softmax(pred["final"] / T)
-    for kind in ("kl", "kl_t2", "reverse_kl", "reverse_kl_t2"):
+    for kind, mix in [
+        ("kl", "convex"),
+        ("kl_t2", "convex"),
+        ("reverse_kl", "convex"),
+        ("reverse_kl_t2", "convex"),
+        ("kl", "add"),
+        ("kl_t2", "add"),
+    ]:
         for scale in (0.0, 0.5, 1.0):
             model.alpha, model.temperature, model.beta, model.distillation = (
                 alpha,
@@ -163,7 +170,7 @@ def test_loss_terms_and_ablations():
                 0.0,
                 True,
             )
-            model.kd_loss = kind
+            model.kd_loss, model.kd_mix = kind, mix
             model.distill_scale.assign(scale)
             a = alpha * scale
             want = ce_all[-1]
@@ -178,9 +185,11 @@ def test_loss_terms_and_ablations():
                     keras.ops.mean(keras.ops.sum(keras.ops.exp(p) * (p - q), -1))
                 )
                 div *= T**2 if kind.endswith("_t2") else 1.0
-                want += (1 - a) * ce_all[i] + a * div
+                # "add": the labels keep their full weight beside the teacher.
+                want += (1 if mix == "add" else 1 - a) * ce_all[i] + a * div
             got = float(model.compute_loss(x, y, pred, training=False))
-            assert got == pytest.approx(want, rel=1e-4), (kind, scale)
+            assert got == pytest.approx(want, rel=1e-4), (kind, mix, scale)
+    model.kd_mix = "convex"
     # The ensemble teacher: the mean of all exits' softened probabilities
     # teaches every exit, the final one included.
     model.kd_loss, model.teacher = "kl", "ensemble"
@@ -323,6 +332,7 @@ def test_trained_model_save_load_identical(trained, fm_small):
         ({"num_classes": 10, "alpha": float("nan")}, "alpha=nan"),
         ({"num_classes": 10, "temperature": float("inf")}, "temperature=inf"),
         ({"num_classes": 10, "kd_loss": "js"}, "kd_loss='js'"),
+        ({"num_classes": 10, "kd_mix": "sum"}, "kd_mix='sum'"),
         ({"num_classes": 10, "teacher": "self"}, "teacher='self'"),
         ({"num_classes": 10, "head": "mlp"}, "head='mlp'"),
         ({"num_classes": 10, "exits": ["missing"]}, "missing"),

@@ -224,6 +224,7 @@ def test_config_file_precedence_and_round_trip(tmp_path):
         ({"exits": 0}, "`exits` must be"),
         ({"attention": "spatial"}, "`attention` must be one of scan, gate, none"),
         ({"head": "deep"}, "`head` must be one of scan, sepconv, lite, linear"),
+        ({"kd_mix": "sum"}, "`kd_mix` must be one of convex, add"),
     ],
 )
 def test_bad_settings_name_the_setting(overrides, match):

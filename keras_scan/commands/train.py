@@ -28,7 +28,7 @@ history.csv, eval.json (test split) and logs/ (TensorBoard).
 def add_parser(subparsers):
     from keras_scan.backbones import registry
     from keras_scan.layers import HEADS
-    from keras_scan.scan_model import KD_LOSSES, TEACHERS
+    from keras_scan.scan_model import KD_LOSSES, KD_MIXES, TEACHERS
     from keras_scan.training import ATTENTION_KINDS, DEFAULTS, RECIPES, SCHEDULES
 
     d = DEFAULTS
@@ -113,6 +113,12 @@ def add_parser(subparsers):
         help=f"distillation term: kl_t2 = T^2 KL(teacher || exit) (Hinton, the "
         f"paper's code), kl = without T^2 (the journal version), reverse_* = "
         f"KL(exit || teacher) (default {d['kd_loss']})",
+    )
+    g.add_argument(
+        "--kd-mix",
+        choices=KD_MIXES,
+        help="convex = (1 - alpha) CE + alpha KD (the paper); add = CE + alpha KD "
+        f"(the labels keep their full weight) (default {d['kd_mix']})",
     )
     g.add_argument(
         "--teacher",
