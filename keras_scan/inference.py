@@ -35,6 +35,11 @@ from keras_scan import thresholds as thresholds_lib
 
 DEFAULT_BATCH_SIZE = 256
 
+# The engine takes in up to this many batches at once (see `_pool_rows`),
+# within about this many bytes of float32 stage features.
+_POOL_BATCHES = 8
+_POOL_BYTES = 256 * 2**20
+
 
 # ---------------------------------------------------------------------------
 # Checks and small helpers
@@ -126,10 +131,6 @@ class _Runner:
     batch dimension (traced once). Other backends: `predict_on_batch` on rows
     padded to the next power of two, so a jitted backend compiles once per
     bucket rather than once per distinct row count.
-
-    `runner(x)` returns numpy arrays; `runner(x, to_numpy=False)` leaves the
-    outputs as the backend's tensors where it can (TensorFlow), so a stage's
-    features go on to the next stage without a copy through numpy.
     """
 
     def __init__(self, model):
@@ -154,16 +155,13 @@ class _Runner:
             )
         self.dtype = np.dtype(model.inputs[0].dtype)
 
-    def __call__(self, x, to_numpy=True):
-        """The model's outputs (same structure), numpy arrays unless told."""
+    def __call__(self, x):
+        """The model's outputs as numpy arrays (same structure)."""
         import keras
 
-        if self._fn is not None:
-            if isinstance(x, np.ndarray) or not hasattr(x, "dtype"):
-                x = np.ascontiguousarray(x, dtype=self.dtype)
-            out = self._fn(x)
-            return keras.tree.map_structure(_to_numpy, out) if to_numpy else out
         x = np.ascontiguousarray(x, dtype=self.dtype)
+        if self._fn is not None:
+            return keras.tree.map_structure(_to_numpy, self._fn(x))
         n = x.shape[0]
         bucket = 1 << max(0, n - 1).bit_length()
         if bucket != n:
@@ -175,15 +173,6 @@ class _Runner:
 
 def _call_model(ref, x):
     return ref()(x, training=False)
-
-
-def _take_rows(features, rows):
-    """`features[rows]` for a numpy array or a backend tensor (kept there)."""
-    if isinstance(features, np.ndarray):
-        return features[rows]
-    import keras
-
-    return keras.ops.take(features, rows, axis=0)
 
 
 # Compiled callables per model (traced once, reused by every engine and search).
@@ -426,12 +415,17 @@ class ScalableInference:
     """Threshold-controlled early exit that skips the computation it saves.
 
     The model's stages (`model.stage_models()`) run one after the other on a
-    batch. After shallow exit `i` the rows whose confidence passes
+    pool of images. After shallow exit `i` the rows whose confidence passes
     `thresholds[i]` (`keras_scan.thresholds.should_exit`: threshold < 1 and
     confidence >= threshold) are answered by that exit; only the remaining rows
     are gathered and passed to stage `i + 1`. Rows no exit accepts are answered
     by the final exit (or the ensemble of all exits). The result equals
     `keras_scan.thresholds.simulate_cascade` over all exits' probabilities.
+    A pool holds up to 8 batches (fewer when the stage features of 8 would
+    pass 256 MiB), and every stage runs its remaining rows in slices of
+    `batch_size`: later stages run on full batches, not on the few rows
+    each batch leaves them, which is what makes the skipped MACs show in
+    wall time on a CPU.
 
     Args:
         model: `keras_scan.ScanModel`.
@@ -500,9 +494,10 @@ class ScalableInference:
         _check_images(x, self.model, "`images`")
         state = self._new_state()
         parts = []
+        pool = self._pool_rows(batch_size)
         start = time.perf_counter()
-        for s in range(0, x.shape[0], batch_size):
-            parts.append(self._predict_batch(x[s : s + batch_size], state))
+        for s in range(0, x.shape[0], pool):
+            parts.append(self._predict_batch(x[s : s + pool], state, batch_size))
         state["wall_time_s"] = time.perf_counter() - start
         self.last_report = self._report(state)
         preds, exits, probs = (np.concatenate(p) for p in zip(*parts))
@@ -519,8 +514,23 @@ class ScalableInference:
             "wall_time_s": 0.0,
         }
 
-    def _predict_batch(self, xb, state):
+    def _pool_rows(self, batch_size):
+        """Images the cascade takes in at once: a few batches, so that later
+        stages, which see only the rows no exit answered, still run on full
+        `batch_size` slices (TensorFlow on a CPU runs a conv on 30 rows little
+        faster than on 256), bounded to about `_POOL_BYTES` of stage features."""
+        widest = max(
+            int(np.prod(stage.outputs[0].shape[1:]))
+            for stage in self.model.stage_models()[:-1]
+        )
+        fit = _POOL_BYTES // max(1, 4 * widest)
+        return int(max(batch_size, min(batch_size * _POOL_BATCHES, fit)))
+
+    def _predict_batch(self, xb, state, batch_size=None):
+        """The cascade over the images `xb`, each stage run on slices of at most
+        `batch_size` rows (default: all of them at once)."""
         n = xb.shape[0]
+        bs = n if batch_size is None else batch_size
         k = self.num_exits - 1
         c = _num_classes(self.model)
         preds = np.empty(n, dtype=np.int64)
@@ -536,32 +546,33 @@ class ScalableInference:
             if rows.size == 0:
                 break
             state["stage_rows"][i] += rows.size
-            # Features stay the backend's tensors; only the logits come out.
-            features, logits = self._runners[i](h, to_numpy=False)
-            p = softmax(_to_numpy(logits))
+            kept = []
+            for s in range(0, rows.size, bs):
+                features, logits = self._runners[i](h[s : s + bs])
+                p = softmax(logits)
+                r = rows[s : s + bs]
+                t = total[s : s + bs] + p if ensemble else None
+                take = thresholds_lib.should_exit(p, self.thresholds[i], self.measure)
+                answered = r[take]
+                preds[answered] = np.argmax(p[take], axis=1)
+                exits[answered] = i
+                probs[answered] = p[take]
+                keep = ~take
+                kept.append((r[keep], features[keep], t[keep] if ensemble else None))
+            rows = np.concatenate([r for r, _, _ in kept])
+            h = np.concatenate([f for _, f, _ in kept])
             if ensemble:
-                total += p
-            take = thresholds_lib.should_exit(p, self.thresholds[i], self.measure)
-            answered = rows[take]
-            preds[answered] = np.argmax(p[take], axis=1)
-            exits[answered] = i
-            probs[answered] = p[take]
-            if take.any():
-                keep = np.flatnonzero(~take)
-                rows, h = rows[keep], _take_rows(features, keep)
-                if ensemble:
-                    total = total[keep]
-            else:
-                h = features
+                total = np.concatenate([t for _, _, t in kept])
         if rows.size:
             state["stage_rows"][k] += rows.size
-            p = softmax(_to_numpy(self._runners[k](h, to_numpy=False)))
-            if ensemble:
-                total += p
-                p = total / self.num_exits
-            preds[rows] = np.argmax(p, axis=1)
-            exits[rows] = k
-            probs[rows] = p
+            for s in range(0, rows.size, bs):
+                p = softmax(self._runners[k](h[s : s + bs]))
+                r = rows[s : s + bs]
+                if ensemble:
+                    p = (total[s : s + bs] + p) / self.num_exits
+                preds[r] = np.argmax(p, axis=1)
+                exits[r] = k
+                probs[r] = p
         state["num_images"] += n
         state["exit_counts"] += np.bincount(exits, minlength=self.num_exits)
         return preds, exits, probs
@@ -587,6 +598,20 @@ class ScalableInference:
         }
 
 
+def _pooled(batches, rows):
+    """`(images, labels)` batches joined into pools of about `rows` images."""
+    xs, ys, n = [], [], 0
+    for xb, yb in batches:
+        xs.append(xb)
+        ys.append(yb)
+        n += xb.shape[0]
+        if n >= rows:
+            yield np.concatenate(xs), np.concatenate(ys)
+            xs, ys, n = [], [], 0
+    if xs:
+        yield np.concatenate(xs), np.concatenate(ys)
+
+
 def evaluate_scalable(
     model,
     x_or_dataset,
@@ -599,9 +624,10 @@ def evaluate_scalable(
 ):
     """Test-set figures of threshold-controlled early exit, measured for real.
 
-    Runs `ScalableInference` and, on the same batches in the same run, the plain
-    backbone (the final exit alone, `model.exit_model("final")`, compiled the
-    same way), both warmed up first, timing each batch.
+    Runs `ScalableInference` and, on the same pools of images in the same run,
+    the plain backbone (the final exit alone, `model.exit_model("final")`,
+    compiled the same way, in slices of `batch_size`), both warmed up first,
+    timing each pool.
 
     Args:
         model: `keras_scan.ScanModel`.
@@ -645,17 +671,26 @@ def evaluate_scalable(
     correct_at = np.zeros(k + 1, dtype=np.int64)
     full_time = cpu_time = full_cpu_time = 0.0
     warm = False
-    for xb, yb in _checked_batches(
-        x_or_dataset, y, batch_size, model, "x_or_dataset", labels_needed=True
+    pool = engine._pool_rows(batch_size)
+    for xb, yb in _pooled(
+        _checked_batches(
+            x_or_dataset, y, batch_size, model, "x_or_dataset", labels_needed=True
+        ),
+        pool,
     ):
         if not warm:  # trace / compile both before timing anything
-            engine._predict_batch(xb, engine._new_state())
-            plain(xb)
+            engine._predict_batch(xb[:batch_size], engine._new_state())
+            plain(xb[:batch_size])
             warm = True
         c0, t0 = time.process_time(), time.perf_counter()
-        preds, exits, _ = engine._predict_batch(xb, state)
+        preds, exits, _ = engine._predict_batch(xb, state, batch_size)
         c1, t1 = time.process_time(), time.perf_counter()
-        full_preds = np.argmax(plain(xb), axis=1)
+        full_preds = np.concatenate(
+            [
+                np.argmax(plain(xb[s : s + batch_size]), axis=1)
+                for s in range(0, xb.shape[0], batch_size)
+            ]
+        )
         c2, t2 = time.process_time(), time.perf_counter()
         state["wall_time_s"] += t1 - t0
         full_time += t2 - t1
