@@ -387,6 +387,8 @@ def _convert(saved_model, keys, mode, calibration, uint8_input):
     """Converts the endpoints `keys` of the SavedModel to one .tflite (bytes)."""
     import tensorflow as tf
 
+    from keras_scan import native_logs
+
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model), signature_keys=list(keys)
     )
@@ -411,7 +413,12 @@ def _convert(saved_model, keys, mode, calibration, uint8_input):
                     yield key, {name: array[j : j + 1]}
 
         converter.representative_dataset = representative_dataset
-    with warnings.catch_warnings():
+    # The quantizer prints its settings once per endpoint with a plain stream,
+    # whatever TF_CPP_MIN_LOG_LEVEL says; dropped unless the level shows INFO.
+    with (
+        warnings.catch_warnings(),
+        native_logs.dropped_lines(native_logs.QUANTIZER_SETTINGS),
+    ):
         # The converter calibrates through the deprecated tf.lite.Interpreter
         # itself and says so once per endpoint; nothing a user can act on.
         warnings.filterwarnings(
