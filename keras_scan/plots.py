@@ -43,16 +43,17 @@ def _cost_axis(metrics):
     return "mean_macs", "budget_macs", "MACs"
 
 
-def plot_tradeoff(result, path, single_exits=None, title=None):
+def plot_tradeoff(result, path, single_exits=None, title=None, plain_backbone=None):
     """Accuracy vs mean cost (MACs, or measured latency) of a search, saved as a PNG.
 
     Draws the Pareto front of the search, the best single global threshold's
-    curve (the SDN baseline), each exit used alone, the final exit alone (the
-    SCAN model without early exit: the cost baseline, not a separately trained
-    plain backbone) and the chosen operating point (plus the accuracy target
-    or budget). The x axis is the cost the search minimised (`metrics["cost"]`:
-    MACs, or LiteRT latency in ms); the title gives the MAC speedup and, when
-    the search had measured latencies, the latency speedup.
+    curve (the SDN baseline), each exit of this model used alone, this model's
+    final exit without early exit (the cost baseline of the speedups) and the
+    chosen operating point (plus the accuracy target or budget). A separately
+    trained plain backbone (`keras-scan train --no-exits`) is drawn only when
+    given, and labelled as such. The x axis is the cost the search minimised
+    (`metrics["cost"]`: MACs, or LiteRT latency in ms); the title gives the MAC
+    speedup and, when the search had measured latencies, the latency speedup.
 
     Args:
         result: `keras_scan.thresholds.Thresholds`. As returned by
@@ -63,6 +64,9 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
             Defaults to `result.metrics["single_exits"]` (cumulative costs, an
             upper bound).
         title: str or None. Defaults to a summary of the chosen point.
+        plain_backbone: `(accuracy, cost)` or None. A plain backbone trained
+            separately (no exits, no distillation), on the same data and in
+            the same cost unit. Defaults to None (not drawn).
 
     Returns:
         The path written.
@@ -72,6 +76,17 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     th = keras_scan.thresholds.search_thresholds_from_probs(probs, labels, macs)
     keras_scan.plots.plot_tradeoff(th, "runs/fm18/tradeoff.png")
     ```
+    """
+    fig = tradeoff_figure(
+        result, single_exits=single_exits, title=title, plain_backbone=plain_backbone
+    )
+    return _savefig_atomic(fig, path)
+
+
+def tradeoff_figure(result, single_exits=None, title=None, plain_backbone=None):
+    """The figure `plot_tradeoff` saves (a matplotlib `Figure`, no pyplot state).
+
+    Arguments as for `keras_scan.plots.plot_tradeoff`.
     """
     if not isinstance(result, Thresholds):
         raise ValueError(
@@ -91,6 +106,15 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     pairs = _check_pairs(single_exits)
     if pairs is None and metrics.get("single_exits"):
         pairs = _check_pairs(metrics["single_exits"])
+    plain = None
+    if plain_backbone is not None:
+        try:
+            (plain,) = _check_pairs([plain_backbone])
+        except ValueError:
+            raise ValueError(
+                "`plain_backbone` must be an (accuracy, cost) pair or None. "
+                f"Received: plain_backbone={plain_backbone!r}"
+            ) from None
 
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -105,6 +129,8 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     all_macs = [p[2] for p in front] + [metrics[cost_key]]
     if pairs:
         all_macs += [m for _, m in pairs]
+    if plain:
+        all_macs.append(plain[1])
     if cost_unit == "ms":
         scale, unit = 1.0, "ms"
     else:
@@ -125,18 +151,25 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
             where="post",
             color="C0",
             lw=1.5,
-            label="per-exit thresholds (front)",
+            label="per-exit thresholds (Pareto front)",
         )
         ax.plot(xs, ys, ".", color="C0", ms=3)
     global_front = sorted(metrics.get("global_front") or [], key=lambda p: p[2])
     if global_front:
         xs, ys = zip(*(xy(acc, macs) for _, acc, macs in global_front))
-        ax.plot(xs, ys, "-", color="C1", lw=1.2, label="one global threshold (SDN)")
+        ax.plot(
+            xs,
+            ys,
+            "-",
+            color="C1",
+            lw=1.2,
+            label="one global threshold for all exits (SDN)",
+        )
     if pairs:
+        names = _exit_labels(metrics.get("exit_names"), len(pairs))
         xs, ys = zip(*(xy(acc, macs) for acc, macs in pairs))
-        ax.plot(xs, ys, "s", color="C2", ms=6, label="single exits")
-        for i, (x, y) in enumerate(zip(xs, ys)):
-            name = "final" if i == len(pairs) - 1 else f"exit {i}"
+        ax.plot(xs, ys, "s", color="C2", ms=6, label="each exit alone (this model)")
+        for name, x, y in zip(names, xs, ys):
             ax.annotate(
                 name, (x, y), textcoords="offset points", xytext=(5, -10), fontsize=8
             )
@@ -144,16 +177,40 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     if full and all(isinstance(v, numbers.Real) for v in full):
         x, y = xy(*full)
         ax.plot(
-            [x], [y], "D", color="k", ms=7, label="final exit alone (no early exit)"
+            [x],
+            [y],
+            "D",
+            color="k",
+            ms=7,
+            label="final exit, no early exit (this model)",
+        )
+    if plain:
+        x, y = xy(*plain)
+        ax.plot(
+            [x],
+            [y],
+            "X",
+            color="C4",
+            ms=9,
+            label="plain backbone (trained separately)",
         )
     g = metrics.get("global_threshold")
     if isinstance(g, dict) and "accuracy" in g and cost_key in g:
         x, y = xy(g["accuracy"], g[cost_key])
         ax.plot(
-            [x], [y], "o", mfc="none", mec="C1", ms=10, mew=1.5, label="global choice"
+            [x],
+            [y],
+            "o",
+            mfc="none",
+            mec="C1",
+            ms=10,
+            mew=1.5,
+            label="one global threshold, same target",
         )
     x, y = xy(metrics["accuracy"], metrics[cost_key])
-    ax.plot([x], [y], "*", color="C3", ms=16, label="chosen thresholds", zorder=5)
+    ax.plot(
+        [x], [y], "*", color="C3", ms=16, label="chosen per-exit thresholds", zorder=5
+    )
 
     target = metrics.get("target") or {}
     if target.get("min_accuracy") is not None:
@@ -198,4 +255,11 @@ def plot_tradeoff(result, path, single_exits=None, title=None):
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
-    return _savefig_atomic(fig, path)
+    return fig
+
+
+def _exit_labels(exit_names, count):
+    """Annotation per single-exit point: the exit's name, the last "final exit"."""
+    if not (isinstance(exit_names, list | tuple) and len(exit_names) == count):
+        exit_names = [f"exit {i}" for i in range(count - 1)] + ["final"]
+    return [*map(str, exit_names[:-1]), "final exit"]
