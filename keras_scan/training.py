@@ -189,9 +189,10 @@ def read_config_file(path):
 
             loaded = yaml.safe_load(text)
     except Exception as e:  # yaml.YAMLError, json.JSONDecodeError
+        detail = " ".join(str(e).split())  # YAML's message spans several lines
         raise ValueError(
             f"`config` is not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-            f"{e}. Received: config={str(path)!r}"
+            f"{detail}. Received: config={str(path)!r}"
         ) from None
     if loaded is None:
         loaded = {}
@@ -398,6 +399,28 @@ def _check_exits(exits):
     ):
         return list(exits)
     _fail("exits", "None, an int >= 1 or a list of layer names", exits)
+
+
+def check_limit(config, num_classes):
+    """Refuses a `limit` that leaves less than one batch or fewer images than classes.
+
+    Called once the data set (and so its number of classes) is known.
+    """
+    limit = config["limit"]
+    if limit is None:
+        return
+    if limit < config["batch_size"]:
+        raise ValueError(
+            f"`limit` must be at least `batch_size` ({config['batch_size']}): "
+            f"{limit} images do not fill one batch. Raise --limit or lower "
+            f"--batch-size. Received: limit={limit}, batch_size={config['batch_size']}"
+        )
+    if limit < num_classes:
+        raise ValueError(
+            f"`limit` must be at least the number of classes ({num_classes} in "
+            f"{config['dataset']!r}): with fewer images some classes are never "
+            f"seen. Received: limit={limit}"
+        )
 
 
 def config_diff(old, new):
@@ -1241,6 +1264,7 @@ def train(
         model = make_model(config, splits.num_classes)
         if dist is not None:
             dist.prepare(model)
+    check_limit(config, splits.num_classes)
     resolved = dict(
         config,
         scaled_lr=scaled_learning_rate(config["lr"], config["batch_size"]),

@@ -101,13 +101,14 @@ def run(args):
         )
     thresholds = None
     if args.scalable:
+        _check_has_exits(run_dir, config.get("no_exits") is True, cli)
         thresholds = _load_thresholds(run_dir, cli)
     model_file = runs.MODEL if args.model == "best" else runs.LAST
     model = runs.load_model(run_dir, model_file)
-    if args.scalable and not isinstance(model, ScanModel):
-        raise cli.UserError(
-            f"`--scalable` needs a model with exits; {str(run_dir)!r} was trained "
-            "with --no-exits."
+    if args.scalable:
+        _check_has_exits(run_dir, not isinstance(model, ScanModel), cli)
+        runs.check_threshold_count(
+            thresholds, len(model.exit_names), run_dir / runs.THRESHOLDS
         )
     latency = None
     if args.export is not None:
@@ -154,16 +155,23 @@ def run(args):
     return 0
 
 
+def _check_has_exits(run_dir, plain, cli):
+    if plain:
+        raise cli.UserError(
+            f"`--scalable` needs a model with exits; {str(run_dir)!r} has none "
+            "(trained with --no-exits, or cut by `keras-scan grow`)."
+        )
+
+
 def _load_thresholds(run_dir, cli):
     from keras_scan import runs
-    from keras_scan.thresholds import Thresholds
 
     path = run_dir / runs.THRESHOLDS
     if not path.is_file():
         raise cli.UserError(
             f"`--scalable` needs {path}: run `keras-scan search {run_dir}` first."
         )
-    return Thresholds.load(path)
+    return runs.load_thresholds(run_dir)
 
 
 def _scalable(model, split, thresholds, cli, batch_size):

@@ -99,7 +99,6 @@ def run(args):
     import pathlib
 
     from keras_scan import runs
-    from keras_scan import thresholds as thresholds_lib
     from keras_scan.cli import UserError
     from keras_scan.export import export
 
@@ -114,14 +113,17 @@ def run(args):
         raise UserError(
             f"`--out` must not be the run folder. Received: --out={str(args.out)!r}"
         )
+    config = runs.load_config(run_dir)
+    runs.require_exits(run_dir, "export")
     model = runs.load_model(run_dir)
+    runs.require_exits(run_dir, "export", model=model)
     th_path = run_dir / runs.THRESHOLDS
     thresholds = None
     if th_path.is_file():
         # As a dict: the manifest records it as coming from the search.
-        thresholds = thresholds_lib.Thresholds.load(th_path).to_dict()
+        num_exits = len(model.exit_names)
+        thresholds = runs.load_thresholds(run_dir, num_exits).to_dict()
     splits = runs.load_splits(run_dir, data_dir=args.data_dir)
-    config = runs.load_config(run_dir)
     test = splits.test if args.eval_limit != 0 else None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)

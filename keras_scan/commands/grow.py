@@ -347,41 +347,16 @@ def _train(args):
 
 def _cut(args):
     from keras_scan import depth, runs
-    from keras_scan.scan_model import ScanModel
 
-    try:
-        src = runs.run_path(args.from_run)
-    except FileNotFoundError:
-        raise UserError(
-            "`--from-run` must be a run folder with a trained model "
-            f"({runs.CONFIG} and {runs.MODEL}). Received: --from-run="
-            f"{args.from_run!r}"
-        ) from None
-    if not (src / runs.MODEL).is_file():
-        raise UserError(
-            f"`--from-run` has no trained model ({src / runs.MODEL} does not exist; "
-            f"did `keras-scan train` finish an epoch?). Received: --from-run="
-            f"{args.from_run!r}"
-        )
-    model = runs.load_model(src)
-    if not isinstance(model, ScanModel):
-        raise UserError(
-            "`--from-run` must hold a SCAN model with exits; its model.keras is a "
-            f"plain {type(model).__name__}. Received: --from-run={args.from_run!r}"
-        )
-    source_config = runs.load_config(src)
+    arg = "--from-run"
+    src = runs.run_path(args.from_run, what="run folder with a trained model", arg=arg)
+    runs.check_model_file(src / runs.MODEL, arg)  # before the rest of the run
+    source_config = runs.load_config(src, arg)
+    runs.require_exits(src, "grow --from-run", arg=arg)
+    model = runs.load_model(src, arg=arg)
+    runs.require_exits(src, "grow --from-run", arg=arg, model=model)
+    val_accuracies = _val_accuracies(src, model, arg)
     splits = runs.load_splits(src, data_dir=args.data_dir, download=args.download)
-    val_accuracies = None
-    if (src / runs.EVAL).is_file():
-        payload = runs.read_json(src / runs.EVAL)
-        if isinstance(payload, dict) and payload.get("model", runs.MODEL) == runs.MODEL:
-            val_accuracies = depth.validation_accuracies(payload, model.exit_names)
-        if val_accuracies is None:
-            print(
-                f"grow: {runs.EVAL} has no per-exit validation accuracies of "
-                f"{runs.MODEL} (exits are chosen on validation, never test); "
-                "measuring them now"
-            )
     model_out, report = depth.from_scan_model(
         model,
         args.target_accuracy,
@@ -419,6 +394,47 @@ def _cut(args):
     if args.data_dir is not None:
         config["data_dir"] = args.data_dir
     return model_out, report, config
+
+
+def _val_accuracies(src, model, arg):
+    """Per-exit validation accuracies from `src/eval.json`, or None (measure them).
+
+    A damaged eval.json, or one whose validation accuracies are not fractions
+    in [0, 1], is refused (naming the file) rather than silently measured over.
+    """
+    import math
+
+    from keras_scan import depth, runs
+
+    path = src / runs.EVAL
+    if not path.is_file():
+        return None
+    payload = runs.load_json(path, arg)
+    val_accuracies = None
+    if isinstance(payload, dict) and payload.get("model", runs.MODEL) == runs.MODEL:
+        try:
+            val_accuracies = depth.validation_accuracies(payload, model.exit_names)
+        except (TypeError, ValueError) as e:
+            raise UserError(
+                f"`{arg}` has a corrupt {runs.EVAL}: {path} holds an accuracy that "
+                f"is not a number ({e}). Rerun `keras-scan evaluate` or delete it. "
+                f"Received: {arg}={str(src)!r}"
+            ) from None
+    if val_accuracies is None:
+        print(
+            f"grow: {runs.EVAL} has no per-exit validation accuracies of "
+            f"{runs.MODEL} (exits are chosen on validation, never test); "
+            "measuring them now"
+        )
+        return None
+    for name, value in val_accuracies.items():
+        if not (math.isfinite(value) and 0 <= value <= 1):
+            raise UserError(
+                f"`{arg}` has a corrupt {runs.EVAL}: the validation accuracy of "
+                f"{name!r} in {path} must be a fraction in [0, 1]. Rerun `keras-scan "
+                f"evaluate` or delete it. Received: {name}={value!r}"
+            )
+    return val_accuracies
 
 
 def run(args):

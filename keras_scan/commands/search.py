@@ -31,6 +31,22 @@ def _finite_float(text):
     return value
 
 
+def _int_at_least(low):
+    """An argparse type: an int >= `low`."""
+
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an int: {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}. Received: {text}")
+        return value
+
+    parse.__name__ = f"int >= {low}"
+    return parse
+
+
 def add_parser(subparsers):
     from keras_scan.thresholds import COSTS, FALLBACKS, MEASURES
 
@@ -95,9 +111,24 @@ def add_parser(subparsers):
     p.add_argument("--measure", choices=MEASURES, default="max_prob")
     p.add_argument("--fallback", choices=FALLBACKS, default="final")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--population", type=int, default=100, help="NSGA-II population")
-    p.add_argument("--generations", type=int, default=100, help="NSGA-II generations")
-    p.add_argument("--batch-size", type=int, default=256, help="images per model call")
+    p.add_argument(
+        "--population",
+        type=_int_at_least(4),
+        default=100,
+        help="NSGA-II population, >= 4 (rounded up to a multiple of 4; default 100)",
+    )
+    p.add_argument(
+        "--generations",
+        type=_int_at_least(1),
+        default=100,
+        help="NSGA-II generations, >= 1 (default 100)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_int_at_least(1),
+        default=256,
+        help="images per model call (default 256)",
+    )
     p.add_argument(
         "--data-dir", default=None, help="folder with the Fashion-MNIST files"
     )
@@ -155,7 +186,9 @@ def run(args):
 
     check_latency_flags(args, UserError)
     run_dir = runs.run_path(args.run)
+    runs.require_exits(run_dir, "search")
     model = runs.load_model(run_dir)
+    runs.require_exits(run_dir, "search", model=model)
     flag = "--cost latency --export" if args.cost == "latency" else "--export"
     latency = load_latency(args, model.exit_info, UserError, flag)
     splits = runs.load_splits(run_dir, data_dir=args.data_dir)

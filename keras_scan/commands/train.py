@@ -295,11 +295,35 @@ def add_parser(subparsers):
     return p
 
 
+def _check_checkpoint(args):
+    """Refuses a damaged `last.keras` that training would continue from.
+
+    `--resume` continues RUN from RUN/last.keras; rerunning after an interruption
+    continues the work folder (from last.keras when there is no backup state).
+    Checked before anything is written, so the refusal leaves both untouched.
+    """
+    import pathlib
+
+    from keras_scan import runs, training
+
+    if args.overwrite:
+        return
+    run = pathlib.Path(args.out).expanduser()
+    work = training.work_folder(run)
+    if work.is_dir():
+        folder = None if (work / training.BACKUP).exists() else work
+    else:
+        folder = run if args.resume else None
+    if folder is not None and (folder / runs.LAST).is_file():
+        runs.check_model_file(folder / runs.LAST, arg="out")
+
+
 def run(args):
     import sys
 
     from keras_scan import training
 
+    _check_checkpoint(args)
     result = None
     try:
         result = training.train(
