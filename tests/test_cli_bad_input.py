@@ -13,8 +13,11 @@ distils its final classifier, `keras_scan.compact`), so it is not refused.
 """
 
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 
 import pytest
 
@@ -222,3 +225,24 @@ def test_the_undamaged_runs_are_accepted(pristine, tmp_path, capsys):
     assert runs.load_json(scan / runs.EVAL)["scalable"]["num_samples"] == 300
     assert cli.main(["evaluate", str(tmp_path / "plain")]) == 0
     assert "wrote" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_the_installed_command_says_corrupt_not_missing(pristine, tmp_path):
+    """Through the `keras-scan` entry point, as a user meets it."""
+    _copy_runs(pristine, tmp_path)
+    truncate("scan/model.keras")(tmp_path)
+    before = _snapshot(tmp_path)
+    exe = shutil.which("keras-scan", path=os.path.dirname(sys.executable))
+    command = [exe] if exe else [sys.executable, "-m", "keras_scan.cli"]
+    proc = subprocess.run(
+        [*command, "evaluate", str(tmp_path / "scan")],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        timeout=300,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(CORRUPT_MODEL + " is not a Keras archive", proc.stderr)
+    assert "Traceback" not in proc.stderr and "File not found" not in proc.stderr
+    assert _snapshot(tmp_path) == before
