@@ -12,12 +12,12 @@ def build(
     head="lite",
     attention="gate",
     distillation=True,
-    alpha=0.3,
+    alpha=0.1,
     temperature=3.0,
     beta=1.0,
-    kd_loss="kl",
+    kd_loss="kl_t2",
     teacher="final",
-    kd_mix="convex",
+    kd_mix="add",
     name=None,
 ):
     """Turns a functional Keras backbone into a SCAN multi-exit model.
@@ -41,16 +41,16 @@ def build(
             `"gate"`. `head="scan", attention="scan"` gives the paper's exits.
         distillation: bool. Self-distillation from the final exit; `False`
             gives plain deep supervision. Defaults to `True`.
-        alpha: float in [0, 1]. Distillation weight. Defaults to 0.3 (the
-            paper's code: 0.5 with `kd_loss="kl_t2"`).
+        alpha: float in [0, 1]. Distillation weight. Defaults to 0.1 (the
+            paper's code: 0.5 with `kd_mix="convex"`).
         temperature: float > 0. Distillation temperature. Defaults to 3.0.
         beta: float >= 0. Feature (hint) loss weight. Defaults to 1.0.
         kd_loss: str. `"kl_t2"`, `"kl"`, `"reverse_kl_t2"` or `"reverse_kl"`
-            (see `ScanModel`). Defaults to `"kl"`.
+            (see `ScanModel`). Defaults to `"kl_t2"`.
         teacher: str. `"final"` (the paper) or `"ensemble"` (the mean of all
             exits teaches every exit). Defaults to `"final"`.
         kd_mix: str. `"convex"` (`(1 - alpha) CE + alpha KD`, the paper) or
-            `"add"` (`CE + alpha KD`). Defaults to `"convex"`.
+            `"add"` (`CE + alpha KD`). Defaults to `"add"`.
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:

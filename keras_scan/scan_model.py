@@ -66,12 +66,13 @@ class ScanModel(keras.Model):
     and `"<exit>_features"` (pre-logit features, for the hint loss). The loss is
     built in (`compute_loss`):
 
-    `CE(final) + sum_i [(1 - alpha) CE_i + alpha KD_i]
-    + beta * sum_i mean((f_i - f_final)^2)`
+    `CE(final) + sum_i [CE_i + alpha KD_i] + beta * sum_i mean((f_i - f_final)^2)`
 
-    with `KD_i = KL(p_final^T || p_i^T)` (`kd_loss="kl"`, the default), times
-    `T^2` with `"kl_t2"` (the paper's code), and the teacher (final exit) side
-    stop-gradient. `distill_scale` (a variable, 1 by default) multiplies
+    with `KD_i = T^2 KL(p_final^T || p_i^T)` (`kd_loss="kl_t2"`, Hinton's and
+    the paper's code; `"kl"` without `T^2`) and the teacher (final exit) side
+    stop-gradient. The default adds the teacher's term to the labels'
+    (`kd_mix="add"`, alpha 0.1); the paper mixes them,
+    `(1 - alpha) CE_i + alpha KD_i` (`kd_mix="convex"`, alpha 0.5). `distill_scale` (a variable, 1 by default) multiplies
     `alpha`; `keras_scan.training.DistillationWarmup` ramps it from 0. Per-exit loss and accuracy
     are Keras metrics (`exit_0_accuracy`, ..., `final_accuracy`).
 
@@ -94,8 +95,8 @@ class ScanModel(keras.Model):
             `False` the shallow exits learn from labels only (deep
             supervision) and the KL term is zero. Defaults to `True`.
         alpha: float in [0, 1]. Weight of the distillation term vs CE.
-            Defaults to 0.3 (measured: `benchmarks/results/distillation-*`;
-            the paper's code: 0.5 with `kd_loss="kl_t2"`).
+            Defaults to 0.1 (measured: `benchmarks/results/distillation-*`;
+            the paper's code: 0.5 with `kd_mix="convex"`).
         temperature: float > 0. Softmax temperature T. Defaults to 3.0.
         beta: float >= 0. Weight of the feature (hint) loss; 0 disables it.
             Defaults to 1.0.
@@ -103,7 +104,7 @@ class ScanModel(keras.Model):
             `T^2 KL(p_final^T || p_i^T)`, the SCAN paper's code), `"kl"` (the
             same without the `T^2` factor, as in SCAN's journal version),
             `"reverse_kl_t2"` / `"reverse_kl"` (`KL(p_i^T || p_final^T)`).
-            Defaults to `"kl"`.
+            Defaults to `"kl_t2"`.
         teacher: str. `"final"` (the paper: the final exit teaches the
             shallow ones) or `"ensemble"` (the mean of every exit's softened
             probabilities teaches every exit, the final one included).
@@ -111,7 +112,7 @@ class ScanModel(keras.Model):
         kd_mix: str. `"convex"` (the paper: `(1 - alpha) CE_i + alpha KD_i`)
             or `"add"` (`CE_i + alpha KD_i`: the labels keep their full
             weight, as in deep supervision, and the teacher adds to them).
-            Defaults to `"convex"`.
+            Defaults to `"add"`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -133,12 +134,12 @@ class ScanModel(keras.Model):
         head="lite",
         attention="gate",
         distillation=True,
-        alpha=0.3,
+        alpha=0.1,
         temperature=3.0,
         beta=1.0,
-        kd_loss="kl",
+        kd_loss="kl_t2",
         teacher="final",
-        kd_mix="convex",
+        kd_mix="add",
         **kwargs,
     ):
         taps_lib.check_functional(backbone, "backbone")

@@ -47,6 +47,8 @@ COSTS = ("macs", "latency")
 FORMAT_VERSION = 1
 
 _DEFAULT_MAX_ACCURACY_DROP = 0.5
+# Standard errors of the accuracy drop a chosen point must clear the target by.
+DEFAULT_MARGIN = 1.0
 # Upper bound on booleans materialised at once when evaluating a population.
 _EVAL_CHUNK_ELEMENTS = 1 << 23
 # The global-threshold front kept in metrics (for plots) is thinned to this size.
@@ -569,7 +571,8 @@ class _Problem:
         correct = [np.argmax(a, axis=1) == y for a in arrays[:-1]]
         correct.append(_final_predictions(arrays, fallback) == y)
         self.correct = np.stack(correct)  # (K+1, N)
-        self.final_correct = int(np.sum(np.argmax(arrays[-1], axis=1) == y))
+        self.final_ok = np.argmax(arrays[-1], axis=1) == y
+        self.final_correct = int(np.sum(self.final_ok))
         self.sorted_conf = np.sort(self.conf, axis=1)
         self.decode_table = np.stack([_midpoints_below(s) for s in self.sorted_conf])
 
@@ -599,6 +602,30 @@ class _Problem:
             undecided &= self.correct[k][None, :]
             n_correct[s : s + step] = nc + np.count_nonzero(undecided, axis=1)
         return n_correct, counts
+
+    def discordant(self, th):
+        """th (P, K) -> (b, c): counts of samples the final exit gets right and
+        the cascade wrong (b), and the reverse (c). The cascade's accuracy is the
+        final exit's plus (c - b) / N; b + c is what its noise comes from."""
+        th = np.atleast_2d(np.asarray(th, dtype=np.float64))
+        p, k, n = th.shape[0], self.k, self.n
+        b = np.empty(p, dtype=np.int64)
+        c = np.empty(p, dtype=np.int64)
+        step = max(1, _EVAL_CHUNK_ELEMENTS // n)
+        for s in range(0, p, step):
+            t = th[s : s + step]
+            undecided = np.ones((t.shape[0], n), dtype=bool)
+            right = np.zeros((t.shape[0], n), dtype=bool)
+            for i in range(k):
+                take = self.conf[i][None, :] >= t[:, i, None]
+                take &= (t[:, i] < 1.0)[:, None]
+                take &= undecided
+                undecided &= ~take
+                right |= take & self.correct[i][None, :]
+            right |= undecided & self.correct[k][None, :]
+            b[s : s + step] = np.count_nonzero(~right & self.final_ok, axis=1)
+            c[s : s + step] = np.count_nonzero(right & ~self.final_ok, axis=1)
+        return b, c
 
     def decode(self, genes):
         """Genes in [0, 1]^K (fraction of samples below the threshold) -> thresholds.
@@ -825,6 +852,7 @@ def search_thresholds_from_probs(
     exit_latency_ms=None,
     full_latency_ms=None,
     budget_ms=None,
+    margin=DEFAULT_MARGIN,
 ):
     """Evolves per-exit thresholds (NSGA-II, DEAP) on cached validation outputs.
 
@@ -834,8 +862,14 @@ def search_thresholds_from_probs(
     baseline, swept exhaustively) is kept, and the operating point is taken
     from it:
 
-    - `max_accuracy_drop=d`: the cheapest point with accuracy >= (final exit's
-      accuracy on `labels`) - d / 100;
+    - `max_accuracy_drop=d`: the cheapest point whose accuracy drop vs the
+      final exit, plus `margin` standard errors of that drop, is <= d / 100.
+      The drop is `(b - c) / N` over the samples where the cascade and the
+      final exit disagree (b: only the final exit right, c: only the cascade),
+      its standard error `sqrt(b + c) / N` (McNemar's): a point that just meets
+      the target on validation by answering many samples differently from the
+      final exit is noise fitted to validation and does not count as meeting
+      it. `margin=0` takes the validation figure at face value;
     - `budget_macs=b` (`budget_ms=b` with `cost="latency"`): the most accurate
       point with mean cost <= b.
 
@@ -868,6 +902,10 @@ def search_thresholds_from_probs(
             latency speedup's baseline). Defaults to `exit_latency_ms[-1]`.
         budget_ms: float >= `exit_latency_ms[0]`. Mean latency budget (only
             with `cost="latency"`).
+        margin: float >= 0. Standard errors of the accuracy drop added to it
+            before it is held to `max_accuracy_drop` (no effect with a
+            budget). Defaults to `DEFAULT_MARGIN` (1.0; measured:
+            `benchmarks/results/thresholds`).
 
     Returns:
         `Thresholds` whose `metrics` hold the validation figures of the chosen
@@ -898,6 +936,12 @@ def search_thresholds_from_probs(
     _check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost)
     if max_accuracy_drop is None and budget_macs is None and budget_ms is None:
         max_accuracy_drop = _DEFAULT_MAX_ACCURACY_DROP
+    margin = _check_number("margin", margin)
+    if margin < 0:
+        raise ValueError(
+            "`margin` (standard errors of the accuracy drop) must be >= 0. "
+            f"Received: margin={margin!r}"
+        )
     if max_accuracy_drop is not None:
         max_accuracy_drop = _check_number("max_accuracy_drop", max_accuracy_drop)
         if max_accuracy_drop < 0:
@@ -964,10 +1008,26 @@ def search_thresholds_from_probs(
     front = np.flatnonzero(_pareto_mask(all_correct, all_macs))
     front = front[np.argsort(all_macs[front], kind="stable")]
 
-    pick, met = _choose(all_correct[front], all_macs[front], required, budget)
-    chosen = front[pick]
-    ga_pick, _ = _choose(ga_correct, ga_macs, required, budget)
-    g_pick, g_met = _choose(g_correct, g_macs, required, budget)
+    def needed(correct, th):
+        """The correct count each setting needs: the target plus `margin`
+        standard errors of its drop (see the docstring); counted only for the
+        settings that meet the target at face value."""
+        if required is None or margin == 0:
+            return required
+        need = np.full(correct.shape, np.inf)
+        candidates = np.flatnonzero(correct >= required - 1e-9)
+        if candidates.size:
+            b, c = problem.discordant(th[candidates])
+            need[candidates] = required + margin * np.sqrt(b + c)
+        return need
+
+    # Over every setting evaluated, not the front alone: with a margin, a
+    # setting the front drops (as accurate, dearer) may be the safe one.
+    g_all = np.repeat(g_th[:, None], k, axis=1)
+    chosen, met = _choose(all_correct, all_macs, needed(all_correct, all_th), budget)
+    ga_pick, _ = _choose(ga_correct, ga_macs, needed(ga_correct, ga_th), budget)
+    g_pick, g_met = _choose(g_correct, g_macs, needed(g_correct, g_all), budget)
+    b_chosen, c_chosen = problem.discordant(all_th[chosen])
     ga_is_best = (ga_correct[ga_pick], ga_macs[ga_pick]) == (
         all_correct[chosen],
         all_macs[chosen],
@@ -1032,7 +1092,12 @@ def search_thresholds_from_probs(
                 "budget_macs": budget if cost == "macs" else None,
                 "budget_ms": budget if cost == "latency" else None,
                 "min_accuracy": None if required is None else required / n,
+                "margin": margin,
             },
+            # Samples only the final exit gets right / only the cascade; the
+            # drop (b - c) / N and its standard error sqrt(b + c) / N.
+            "discordant": [int(b_chosen[0]), int(c_chosen[0])],
+            "drop_standard_error": float(np.sqrt(b_chosen[0] + c_chosen[0])) / n,
             "exit_macs": [float(m) for m in macs],
             "single_exits": [
                 (float(np.mean(np.argmax(a, axis=1) == y)), float(m))
@@ -1090,6 +1155,7 @@ def search_thresholds(
     cost="macs",
     latency=None,
     budget_ms=None,
+    margin=DEFAULT_MARGIN,
 ):
     """Evolves per-exit thresholds of a SCAN model on its validation data.
 
@@ -1126,6 +1192,9 @@ def search_thresholds(
             latency figures to the report. Defaults to None.
         budget_ms: float. Mean latency per image allowed (with
             `cost="latency"`, instead of `budget_macs`).
+        margin: float >= 0. Standard errors of the validation accuracy drop
+            the chosen point must clear `max_accuracy_drop` by (see
+            `search_thresholds_from_probs`). Defaults to 1.0.
 
     Returns:
         `Thresholds`; `metrics` as in `search_thresholds_from_probs`, plus
@@ -1148,6 +1217,11 @@ def search_thresholds(
     _check_fallback(fallback)
     _check_cost(cost)
     _check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost)
+    if _check_number("margin", margin) < 0:
+        raise ValueError(
+            "`margin` (standard errors of the accuracy drop) must be >= 0. "
+            f"Received: margin={margin!r}"
+        )
     if cost == "latency" and latency is None:
         raise ValueError(
             "`cost='latency'` needs `latency`: the measured costs of an export of "
@@ -1222,6 +1296,7 @@ def search_thresholds(
         exit_latency_ms=exit_ms,
         full_latency_ms=full_ms,
         budget_ms=budget_ms,
+        margin=margin,
     )
     if cost == "latency":
         standalone = latency.get("standalone_latency_ms") or exit_ms

@@ -338,3 +338,29 @@ def test_exit_latency_smoke(tmp_path):
     assert "| cifar_resnet18_w8@32 | paper |" in report
     with pytest.raises(SystemExit):
         exit_latency.main(["--designs", "nope", "--out", str(out)])
+
+
+def test_msdnet_allocation_answers_geometric_shares():
+    """The MSDNet-style baseline of benchmarks/thresholds.py: exit k answers
+    a share q^k of the images (normalised), the most confident first."""
+    import numpy as np
+
+    from benchmarks import thresholds as bench
+
+    rng = np.random.default_rng(0)
+    n, c = 1000, 10
+    probs = []
+    for _ in range(3):
+        p = rng.dirichlet(np.full(c, 0.3), size=n)
+        probs.append(p)
+    labels = rng.integers(0, c, n)
+    from keras_scan import thresholds
+
+    for q in (0.5, 1.0, 2.0):
+        values = bench.geometric_thresholds(probs, labels, q)
+        r = thresholds.evaluate_thresholds(probs, labels, values, [1, 2, 3])
+        want = q ** np.arange(3) / np.sum(q ** np.arange(3))
+        np.testing.assert_allclose(r["exit_shares"], want, atol=2 / n)
+    # A final exit nothing matches: no q meets "no loss", never exit early.
+    perfect = np.eye(c)[labels]
+    assert bench.choose_geometric([probs[0], perfect], labels, [1, 2], 2) == [1.0]

@@ -100,7 +100,9 @@ def test_loss_terms_and_ablations():
     x = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 10
     # The paper's term (T^2-scaled KL) first; the other kinds below.
-    model = keras_scan.build(small_backbone(), num_classes=10, kd_loss="kl_t2")
+    model = keras_scan.build(
+        small_backbone(), num_classes=10, kd_loss="kl_t2", kd_mix="convex"
+    )
     pred = model(x, training=False)
 
     ce = lambda logits: float(  # noqa: E731

@@ -320,6 +320,42 @@ def test_unreachable_accuracy_target_warns_and_returns_most_accurate():
     assert not th.metrics["constraint_met"]
 
 
+def test_margin_refuses_a_point_that_meets_the_target_by_disagreeing():
+    """One shallow exit as accurate as the final exit on 100 images, but right
+    on different ones (10 each way): answering everything there is free on
+    validation (drop 0) and 4.5 pt of noise (sqrt(10 + 10) standard error)."""
+    n, c = 100, 10
+    labels = np.zeros(n, np.int64)
+    idx = np.arange(n)
+
+    def probs(correct):
+        p = np.full((n, c), 0.1 / (c - 1))
+        p[idx, np.where(correct, 0, 1)] = 0.9
+        return p
+
+    arrays = [probs((idx >= 10) & (idx < 90)), probs(idx < 80)]
+
+    def search(drop, margin):
+        return thresholds.search_thresholds_from_probs(
+            arrays,
+            labels,
+            [1.0, 4.0],
+            max_accuracy_drop=drop,
+            margin=margin,
+            population=8,
+            generations=3,
+        ).metrics
+
+    face_value = search(0.5, 0.0)
+    assert face_value["exit_shares"] == [1.0, 0.0]
+    assert face_value["discordant"] == [10, 10]
+    assert face_value["drop_standard_error"] == pytest.approx(np.sqrt(20) / n)
+    held = search(0.5, 1.0)  # (10 - 10) + 1 * 4.47 > 0.5: not a safe point
+    assert held["exit_shares"] == [0.0, 1.0] and held["discordant"] == [0, 0]
+    assert held["constraint_met"] and held["target"]["margin"] == 1.0
+    assert search(5.0, 1.0)["exit_shares"] == [1.0, 0.0]  # 4.47 <= 5
+
+
 def test_search_is_seeded_and_leaves_global_random_state_alone():
     probs, labels = make_probs(2000, seed=5)
     random.seed(123)
@@ -470,6 +506,8 @@ def _search(**kwargs):
         (lambda: _search(measure="confidence"), "measure='confidence'"),
         (lambda: _search(fallback="vote"), "fallback='vote'"),
         (lambda: _search(population=2), "population"),
+        (lambda: _search(margin=-1), r"margin=-1"),
+        (lambda: _search(margin=float("nan")), r"margin=nan"),
         (
             lambda: thresholds.simulate_cascade(_P, [0.5] * 3, measure="max"),
             "measure='max'",

@@ -41,7 +41,10 @@ def test_recipe_defaults_and_the_papers_recipe():
         3.0,
         "kl_t2",
     )
-    assert paper["beta"] == 1.0
+    assert paper["beta"] == 1.0 and paper["kd_mix"] == "convex"
+    # The package's loss: the labels at full weight, a light T^2 term added.
+    d = training.resolve_config({})
+    assert (d["kd_mix"], d["kd_loss"], d["alpha"]) == ("add", "kl_t2", 0.1)
     assert training.resolve_config({"recipe": "paper", "alpha": 0.2})["alpha"] == 0.2
 
     # lr 0.1 at batch 128, scaled linearly; /10 at 37.5%, 65%, 90% of the steps.
