@@ -71,6 +71,7 @@ FOLLOW_DEFAULTS = (
     "add_kl_a0.3",
     "add_kl_t2_a0.3",
     "add_kl_t2_a0.1",
+    "kl_a0.3_ramp_lite",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -91,6 +92,9 @@ VARIANTS = {
     "add_kl_a0.3": {"kd_mix": "add", "alpha": 0.3, "kd_loss": "kl"},
     "add_kl_t2_a0.3": {"kd_mix": "add", "alpha": 0.3, "kd_loss": "kl_t2"},
     "add_kl_t2_a0.1": {"kd_mix": "add", "alpha": 0.1, "kd_loss": "kl_t2"},
+    # The default before the `add` rows were measured (the paper's mix, SCAN
+    # journal's weight), on the default exits.
+    "kl_a0.3_ramp_lite": {"kd_mix": "convex", "alpha": 0.3, "kd_loss": "kl"},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
@@ -154,6 +158,17 @@ def variant_config(budget, name, extra=None):
     return training.resolve_config(overrides)
 
 
+# Settings of the distillation term alone: inert without it.
+KD_SETTINGS = (
+    "alpha",
+    "temperature",
+    "kd_loss",
+    "kd_mix",
+    "teacher",
+    "distill_warmup",
+)
+
+
 def _same_settings(stored, config):
     """Whether a cached row was trained with `config` (settings added to the
     package since are compared only when the cached row has them; rows from
@@ -161,6 +176,9 @@ def _same_settings(stored, config):
     stored = dict(stored)
     if isinstance(stored.get("attention"), bool):
         stored["attention"] = "scan" if stored["attention"] else "none"
+    if stored.get("distillation") is False or stored.get("no_exits"):
+        for key in KD_SETTINGS:  # no distillation term: they change nothing
+            stored.pop(key, None)
     return all(config.get(k) == v for k, v in stored.items())
 
 
@@ -172,8 +190,15 @@ def cli_command(config):
     if isinstance(config.get("attention"), bool):  # rows from before kinds
         config["attention"] = "scan" if config["attention"] else "none"
     base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
+    inert = (
+        KD_SETTINGS
+        if config.get("distillation") is False or config.get("no_exits")
+        else ()
+    )
     for key, value in config.items():
         if key in ("data_dir", "distribute") or value == base.get(key):
+            continue
+        if key in inert:
             continue
         if key == "recipe":
             continue
