@@ -129,6 +129,8 @@ CASES = [
     ("search {scan} --population 2", None, 2, r"argument --population: must be >= 4. Received: 2"),
     ("search {scan} --generations 0", None, 2, r"argument --generations: must be >= 1. Received: 0"),
     ("search {scan} --batch-size 0", None, 2, r"argument --batch-size: must be >= 1. Received: 0"),
+    ("search {scan} --margin -1", None, 2, r"argument --margin: must be >= 0. Received: -1"),
+    ("search {scan} --margin nan", None, 2, r"argument --margin: not a finite number: 'nan'"),
     # export
     ("export {plain} " + EXPORT, None, 2, NO_EXITS + r".*keras-scan export` needs"),
     ("export {scan} " + EXPORT, truncate("scan/model.keras"), 2, CORRUPT_MODEL),

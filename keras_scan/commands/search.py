@@ -31,6 +31,13 @@ def _finite_float(text):
     return value
 
 
+def _non_negative_float(text):
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {text}")
+    return value
+
+
 def _int_at_least(low):
     """An argparse type: an int >= `low`."""
 
@@ -48,7 +55,7 @@ def _int_at_least(low):
 
 
 def add_parser(subparsers):
-    from keras_scan.thresholds import COSTS, FALLBACKS, MEASURES
+    from keras_scan.thresholds import COSTS, DEFAULT_MARGIN, FALLBACKS, MEASURES
 
     p = subparsers.add_parser(
         "search",
@@ -107,6 +114,15 @@ def add_parser(subparsers):
         default=None,
         help="quantization variant of --export whose latency is used (default: "
         "the manifest's default_variant)",
+    )
+    p.add_argument(
+        "--margin",
+        type=_non_negative_float,
+        default=DEFAULT_MARGIN,
+        metavar="SE",
+        help="standard errors of the validation accuracy drop a point must clear "
+        "--max-accuracy-drop by, so it holds on unseen images (default "
+        f"{DEFAULT_MARGIN:g}; 0 = the validation figure at face value)",
     )
     p.add_argument("--measure", choices=MEASURES, default="max_prob")
     p.add_argument("--fallback", choices=FALLBACKS, default="final")
@@ -211,6 +227,7 @@ def run(args):
         seed=args.seed,
         population=args.population,
         generations=args.generations,
+        margin=args.margin,
         batch_size=args.batch_size,
     )
     m = result.metrics
