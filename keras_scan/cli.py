@@ -15,7 +15,7 @@ few INFO lines are printed by absl while TensorFlow's shared libraries load,
 before that variable is read; they are dropped from stderr during that import
 (only absl INFO lines and absl's banner, anything else is passed on) whenever
 the level in effect hides INFO. The oneDNN setting (`TF_ENABLE_ONEDNN_OPTS`)
-is never changed by this, only what is logged.
+is changed only for `--distribute` (see `prepare_terminal`).
 
 `-v` / `--verbose`, before or after the subcommand, brings all of it back
 (`TF_CPP_MIN_LOG_LEVEL=0`, nothing dropped). `train --verbose N` keeps its own
@@ -78,11 +78,19 @@ def prepare_terminal(argv=None):
 
     Called by `keras_scan/__init__.py` (the console script imports the package
     before `main` runs) when this process is the command, and again by `main`.
-    Changes log levels only, and only where the user set none; with `-v` /
+    Changes log levels only (and, for `--distribute`, turns TensorFlow's
+    oneDNN kernels off, which only works before it loads), and only where the
+    user set none; with `-v` /
     `--verbose` sets `TF_CPP_MIN_LOG_LEVEL=0` (the flag wins over the
     environment). Returns whether detail was asked for.
     """
     argv = sys.argv[1:] if argv is None else argv
+    if any(a.split("=")[0] == "--distribute" for a in argv):
+        # TensorFlow's oneDNN CPU kernels corrupt memory (segfault, "double
+        # free") when several replicas run collectives in one process or
+        # across workers on CPU; GPUs do not use them. Must be set before
+        # TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=1 overrides it.
+        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     if wants_detail(argv):
         os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
         return True
@@ -162,12 +170,6 @@ def _add_detail_flag(sub):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    if any(a.split("=")[0] == "--distribute" for a in argv):
-        # TensorFlow's oneDNN CPU kernels corrupt memory (segfault, "double
-        # free") when several replicas run collectives in one process or
-        # across workers on CPU; GPUs do not use them. Must be set before
-        # TensorFlow is imported; TF_ENABLE_ONEDNN_OPTS=1 overrides it.
-        os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     prepare_terminal(argv)
     parser = build_parser()
     args = parser.parse_args(argv)
