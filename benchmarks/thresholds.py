@@ -134,8 +134,13 @@ def bench_run(run, splits_count):
     splits = runs.load_splits(run)
     val_p, val_y = inference.collect_probs(model, splits.val)
     test_p, test_y = inference.collect_probs(model, splits.test)
+    config = runs.load_config(run)
     result = {
         "run": str(run),
+        "config": {
+            k: config.get(k)
+            for k in ("backbone", "width", "limit", "epochs", "head", "attention")
+        },
         "val_size": int(val_y.size),
         "test_size": int(test_y.size),
     }
@@ -184,8 +189,11 @@ def report(results):
         "",
     ]
     for r in results["runs"]:
+        settings = ", ".join(f"{k} {v}" for k, v in r.get("config", {}).items())
         lines += [
             f"## `{r['run']}`",
+            "",
+            f"Trained with: {settings}.",
             "",
             f"val->test: chosen on the validation split ({r['val_size']} images), "
             f"judged on the test split ({r['test_size']}).",
