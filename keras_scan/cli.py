@@ -180,6 +180,11 @@ def main(argv=None):
             raise
         print(f"keras-scan {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:  # the machine, not the input: a full disk, permissions
+        if os.environ.get("KERAS_SCAN_DEBUG"):
+            raise
+        print(f"keras-scan {args.command}: error: {e}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"keras-scan {args.command}: interrupted", file=sys.stderr)
         return 130

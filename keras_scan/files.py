@@ -5,7 +5,9 @@ temporary name in the same folder, flushed and fsynced, then renamed over the
 target with `os.replace` (atomic on POSIX and Windows). On any failure, the
 serializer's own exceptions included, the temporary file is removed and the
 previous file is left byte for byte as it was; readers never see a
-half-written file.
+half-written file. A write that fails with an `OSError` (a full disk, a
+read-only folder) raises `WriteError`, which names the file or folder and says
+that the previous one was kept.
 
 JSON goes through `jsonable`: numpy scalars and arrays become Python numbers
 and lists, paths become strings, and NaN and infinities become `null` (JSON has
@@ -19,12 +21,45 @@ import math
 import numbers
 import os
 import pathlib
+import re
 import secrets
 import shutil
 import tempfile
 from collections.abc import Mapping
 
 import numpy as np
+
+
+class WriteError(OSError):
+    """A file or folder could not be written; the previous one was left as it was.
+
+    Raised by the atomic writers in place of the `OSError` that stopped them
+    (chained as `__cause__`; `errno` is kept), with a message naming the target.
+    """
+
+
+def _write_error(error, path, what="file"):
+    """`error` (an `OSError`) as a `WriteError` naming `path`.
+
+    A `WriteError` from a writer nested in this one is passed on as it is (it
+    names the file that failed); a temporary file of this module written
+    atomically itself is named by the file it stands for.
+    """
+    if isinstance(error, WriteError):
+        return error
+    names = []
+    for target in map(pathlib.Path, path if isinstance(path, list) else [path]):
+        match = _TEMPORARY_FILE.fullmatch(target.name)
+        target = target.with_name(match.group(1)) if match else target
+        names.append(repr(str(target)))
+    reason = error.strerror or str(error) or type(error).__name__
+    what = f"{what}s, if any, were" if len(names) > 1 else f"{what}, if any, was"
+    new = WriteError(
+        f"Cannot write {' and '.join(names)}: {reason}. The previous {what} left "
+        "as it was."
+    )
+    new.errno = error.errno
+    return new
 
 
 def jsonable(obj):
@@ -77,11 +112,49 @@ def atomic_path(path, suffix=""):
         yield tmp
         _fsync(tmp)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _write_error(e, path) from e
         raise
     _fsync_folder(path.parent)
+
+
+@contextlib.contextmanager
+def atomic_paths(*paths):
+    """`atomic_path` for files that belong together: all are replaced, or none.
+
+    Yields a list of temporary paths, one beside each of `paths`. Every one is
+    written and fsynced before the first is renamed, so a failed write (a full
+    disk) leaves all of `paths` as they were; only a crash between two renames
+    can leave some new and some old.
+
+    Args:
+        *paths: str or path-like. The files to write.
+    """
+    paths = [pathlib.Path(p) for p in paths]
+    tmps, failed = [], paths
+    try:
+        for path in paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(_new_file(path.parent, f".{path.name}.", ".tmp"))
+        yield list(tmps)
+        for tmp, path in zip(tmps, paths):
+            failed = path
+            _fsync(tmp)
+        for tmp, path in zip(tmps, paths):
+            failed = path
+            os.replace(tmp, path)
+    except BaseException as e:
+        for tmp in tmps:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise _write_error(e, failed) from e
+        raise
+    for folder in {path.parent for path in paths}:
+        _fsync_folder(folder)
 
 
 def atomic_write_bytes(path, data):
@@ -111,7 +184,8 @@ def atomic_folder(dest, overwrite=False, what="output folder", arg="out"):
     """Yields a temporary sibling folder that replaces `dest` on success.
 
     On any exception the temporary folder is removed and `dest` is untouched,
-    so an interrupted export or run never leaves a half-written folder.
+    so an interrupted export or run never leaves a half-written folder; a
+    failed rename onto `dest` is raised as a `WriteError` naming it.
 
     Args:
         dest: str or path-like. The folder to write.
@@ -130,7 +204,10 @@ def atomic_folder(dest, overwrite=False, what="output folder", arg="out"):
     tmp = pathlib.Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.tmp-"))
     try:
         yield tmp
-        replace_folder(tmp, dest)
+        try:
+            replace_folder(tmp, dest)
+        except OSError as e:
+            raise _write_error(e, dest, what="folder") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -154,6 +231,32 @@ def replace_folder(src, dest):
             raise
         shutil.rmtree(old, ignore_errors=True)
     _fsync_folder(dest.parent)
+
+
+def remove_temporaries(folder):
+    """Removes the temporary files and folders left in `folder`; returns them.
+
+    A process killed while writing (SIGKILL, power loss) cannot remove its
+    temporary file or folder: `atomic_path`'s `.NAME.XXXXXXXX.tmp[.suffix]`
+    and `atomic_folder`'s `.NAME.tmp-XXXXXXXX` stay behind. The next writer of
+    `folder` calls this first. Only for a folder no other process is writing;
+    the previous files themselves are never touched.
+    """
+    folder = pathlib.Path(folder)
+    removed = []
+    for path in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if _TEMPORARY_FILE.fullmatch(path.name) and path.is_file():
+            path.unlink()
+        elif _TEMPORARY_FOLDER.fullmatch(path.name) and path.is_dir():
+            shutil.rmtree(path)
+        else:
+            continue
+        removed.append(path)
+    return removed
+
+
+_TEMPORARY_FILE = re.compile(r"\.(.+)\.[0-9a-f]{8}\.tmp(\.\w+)?")
+_TEMPORARY_FOLDER = re.compile(r"\.(.+)\.tmp-\w{8}")
 
 
 def _new_file(folder, prefix, suffix):

@@ -197,7 +197,7 @@ def load_latency(args, exit_info, UserError, flag="--export"):
 
 
 def run(args):
-    from keras_scan import data, plots, runs, thresholds
+    from keras_scan import data, files, plots, runs, thresholds
     from keras_scan.cli import UserError
 
     check_latency_flags(args, UserError)
@@ -231,12 +231,11 @@ def run(args):
         batch_size=args.batch_size,
     )
     m = result.metrics
-    path = result.save(run_dir / runs.THRESHOLDS)
-    plot = plots.plot_tradeoff(
-        result,
-        run_dir / runs.TRADEOFF,
-        single_exits=m["single_exits_standalone"],
-    )
+    # thresholds.json and tradeoff.png are replaced together or not at all.
+    path, plot = run_dir / runs.THRESHOLDS, run_dir / runs.TRADEOFF
+    with files.atomic_paths(path, plot) as (path_tmp, plot_tmp):
+        plots.plot_tradeoff(result, plot_tmp, single_exits=m["single_exits_standalone"])
+        result.save(path_tmp)
 
     names = m["exit_names"]
     g = m["global_threshold"]

@@ -318,12 +318,28 @@ def _check_checkpoint(args):
         runs.check_model_file(folder / runs.LAST, arg="out")
 
 
+def _remove_temporaries(args):
+    """Removes what a killed run left half-written in its work folder.
+
+    A run killed while writing a checkpoint (SIGKILL, power loss) leaves the
+    temporary file of that write (e.g. `.last.keras.XXXXXXXX.tmp.keras`)
+    beside the last complete one; the rerun that continues it removes it, so
+    it does not end up in RUN.
+    """
+    from keras_scan import files, training
+
+    work = training.work_folder(args.out)
+    if not args.overwrite and work.is_dir():
+        files.remove_temporaries(work)
+
+
 def run(args):
     import sys
 
     from keras_scan import training
 
     _check_checkpoint(args)
+    _remove_temporaries(args)
     result = None
     try:
         result = training.train(

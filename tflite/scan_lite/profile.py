@@ -257,7 +257,16 @@ def profile(
         "variants": {v: entries[v] for v in sorted(entries)},
     }
     if write:
-        costs_lib.write_costs(export_dir, table, m)
+        try:
+            costs_lib.write_costs(export_dir, table, m)
+        except OSError as e:  # a full disk, a read-only folder
+            path = costs_lib.costs_path(export_dir)
+            error = OSError(
+                f"Cannot write {str(path)!r}: {e.strerror or e}. The previous "
+                "file, if any, was left as it was."
+            )
+            error.errno = e.errno
+            raise error from e
     else:
         costs_lib.validate(table, m)
     return table
