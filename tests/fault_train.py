@@ -6,6 +6,8 @@ hooks only pause and record, they change nothing training computes.
     FAULT_PAUSE=batch:E:B  after batch B of epoch E (0-based): pause
     FAULT_PAUSE=save:E     while last.keras of epoch E is being written (its
                            temporary file holds half of the weights): pause
+    FAULT_PAUSE=backup:E   while Keras' BackupAndRestore writes its weights
+                           file after epoch E (in place, before HDF5 closes it)
     FAULT_MARKER=FILE      written when pausing (the test waits for it)
     FAULT_WEIGHTS=DIR      the weights at the first epoch's start
                            (begin_E.npz) and after every epoch (end_E.npz)
@@ -49,6 +51,21 @@ def _pause_in_checkpoint_write(epoch):
     zipfile.ZipFile.writestr = paused_writestr
 
 
+def _pause_in_backup_write(epoch):
+    """Pauses before HDF5 closes BackupAndRestore's `latest.weights.h5`."""
+    from keras.src.saving import saving_lib
+
+    close = saving_lib.H5IOStore.close
+
+    def paused_close(self):
+        path = str(self.path_or_io)
+        if _epoch[0] == epoch and self.mode == "w" and "backup" in path:
+            _pause()
+        return close(self)
+
+    saving_lib.H5IOStore.close = paused_close
+
+
 def _hook():
     import keras
     import numpy as np
@@ -83,6 +100,8 @@ if __name__ == "__main__":
 
     if PAUSE.startswith("save:"):
         _pause_in_checkpoint_write(int(PAUSE.split(":")[1]))
+    if PAUSE.startswith("backup:"):
+        _pause_in_backup_write(int(PAUSE.split(":")[1]))
     recipe_callbacks = training.recipe_callbacks
     training.recipe_callbacks = lambda config: [*recipe_callbacks(config), _hook()]
     sys.exit(cli.main(sys.argv[1:]))

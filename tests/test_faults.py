@@ -120,9 +120,10 @@ def _begun(folder):
 
 # Measured (width 8, 300 images, 3 epochs of 9 steps, CPU, TensorFlow 2.21):
 # two uninterrupted runs are bit-identical, and each rerun starts from exactly
-# the checkpointed weights (difference 0.0). Epochs lost: the kill in epoch 1
-# loses the 5 of its 9 steps already done; the kill while last.keras of epoch
-# 2 is written loses all of epoch 2 (finished, not yet checkpointed). The
+# the checkpointed weights (difference 0.0). Epochs lost: none to the kill in
+# Keras' backup write after epoch 0 (last.keras was complete); the kill in
+# epoch 1 loses the 5 of its 9 steps already done; the kill while last.keras
+# of epoch 2 is written loses all of epoch 2 (finished, not checkpointed). The
 # final weights still differ from the uninterrupted run's: max |dw| 4.68 (a
 # batch-norm moving variance; 0.30 over the trained weights), relative L2
 # 0.050 over the trained weights and 0.19 over all, while one epoch of training
@@ -139,34 +140,47 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume(reference, tmp_p
     work = training.work_folder(out)
     ref = reference / "weights"
 
-    # 1. Killed after step 5 of epoch 1 (0-based): RUN not written, epoch 0
-    #    checkpointed in the work folder as the uninterrupted run had it.
-    _kill_at(out, tmp_path / "first", "batch:1:4")
+    # 1. Killed while Keras' BackupAndRestore writes its weights file (in
+    #    place) after epoch 0: RUN not written; last.keras and history.csv,
+    #    written whole before the backup, hold epoch 0 as the uninterrupted
+    #    run had it.
+    _kill_at(out, tmp_path / "first", "backup:0")
     assert not out.exists() and _leftovers(work) == []
     history = training._read_history(work / runs.HISTORY)
     assert [int(r["epoch"]) for r in history] == [0]
     last = _weights(work / runs.LAST)
     assert _max_difference(last, _weights(ref / "end_0.npz"), skip=()) == 0.0
 
-    # 2. The same command continues after epoch 1, from exactly those weights;
-    #    killed while last.keras of epoch 2 is written (half an archive).
-    log = _kill_at(out, tmp_path / "second", "save:2")
+    # 2. The same command continues after epoch 0 from exactly those weights
+    #    (the half-written backup removed); killed after step 5 of epoch 1.
+    log = _kill_at(out, tmp_path / "second", "batch:1:4")
     assert f"Continuing {out} after epoch 1 of {EPOCHS}." in log, log
-    assert _begun(tmp_path / "second") == ["begin_1.npz"]
+    assert "written only in part" in log and _begun(tmp_path / "second") == [
+        "begin_1.npz"
+    ]
     start = _weights(tmp_path / "second" / "begin_1.npz")
+    assert _max_difference(start, _weights(ref / "end_0.npz")) == 0.0
+    assert _leftovers(work) == []
+
+    # 3. Again from after epoch 0; killed while last.keras of epoch 2 is
+    #    written (half an archive).
+    log = _kill_at(out, tmp_path / "third", "save:2")
+    assert f"Continuing {out} after epoch 1 of {EPOCHS}." in log, log
+    assert _begun(tmp_path / "third") == ["begin_1.npz"]
+    start = _weights(tmp_path / "third" / "begin_1.npz")
     assert _max_difference(start, _weights(ref / "end_0.npz")) == 0.0
     (half,) = work.glob(".last.keras.*.tmp.keras")
     assert not zipfile.is_zipfile(half)
     history = training._read_history(work / runs.HISTORY)
     assert [int(r["epoch"]) for r in history] == [0, 1, 2]  # written before
-    epoch_1 = _weights(tmp_path / "second" / "end_1.npz")
+    epoch_1 = _weights(tmp_path / "third" / "end_1.npz")
     assert _max_difference(_weights(work / runs.LAST), epoch_1, skip=()) == 0.0
 
-    # 3. Again: continues after epoch 2 (epoch 2's row was not checkpointed).
-    log = _train(out, tmp_path / "third")
+    # 4. Again: continues after epoch 1 (epoch 2 was not checkpointed).
+    log = _train(out, tmp_path / "fourth")
     assert f"Continuing {out} after epoch 2 of {EPOCHS}." in log, log
-    assert _begun(tmp_path / "third") == ["begin_2.npz"]
-    start = _weights(tmp_path / "third" / "begin_2.npz")
+    assert _begun(tmp_path / "fourth") == ["begin_2.npz"]
+    start = _weights(tmp_path / "fourth" / "begin_2.npz")
     assert _max_difference(start, epoch_1) == 0.0
     final_history = training._read_history(out / runs.HISTORY)
     assert [int(r["epoch"]) for r in final_history] == [0, 1, 2]

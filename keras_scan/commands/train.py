@@ -318,19 +318,54 @@ def _check_checkpoint(args):
         runs.check_model_file(folder / runs.LAST, arg="out")
 
 
-def _remove_temporaries(args):
+def _repair_work_folder(args):
     """Removes what a killed run left half-written in its work folder.
 
-    A run killed while writing a checkpoint (SIGKILL, power loss) leaves the
-    temporary file of that write (e.g. `.last.keras.XXXXXXXX.tmp.keras`)
-    beside the last complete one; the rerun that continues it removes it, so
-    it does not end up in RUN.
+    Every file keras_scan writes is replaced atomically, but a run killed while
+    writing (SIGKILL, power loss) leaves that write's temporary file (e.g.
+    `.last.keras.XXXXXXXX.tmp.keras`) beside the last complete one: it is
+    removed, so it does not end up in RUN. Keras' `BackupAndRestore` writes
+    its state in place: killed mid-write, its weights file cannot be read and
+    every rerun would fail on it. Such a backup is removed; training then
+    continues from `last.keras` and `history.csv`, which were written (whole)
+    before the backup.
     """
-    from keras_scan import files, training
+    import shutil
+    import sys
+
+    from keras_scan import files, runs, training
 
     work = training.work_folder(args.out)
-    if not args.overwrite and work.is_dir():
-        files.remove_temporaries(work)
+    if args.overwrite or not work.is_dir():
+        return
+    files.remove_temporaries(work)
+    backup = work / training.BACKUP
+    if backup.is_dir() and not _backup_is_readable(backup):
+        shutil.rmtree(backup)
+        print(
+            f"keras-scan train: note: removed {str(backup)!r}, written only in "
+            f"part when the run was stopped; continuing from {runs.LAST}.",
+            file=sys.stderr,
+        )
+
+
+def _backup_is_readable(backup):
+    """Whether every weights file and the metadata of a backup can be read."""
+    import json
+
+    import h5py
+
+    try:
+        for path in backup.glob("*.h5"):
+            with h5py.File(path, "r") as f:
+                f.visititems(
+                    lambda _, item: item[()] if isinstance(item, h5py.Dataset) else None
+                )
+        for path in backup.glob("*.json"):
+            json.loads(path.read_text())
+    except (OSError, ValueError, RuntimeError, KeyError):
+        return False
+    return True
 
 
 def run(args):
@@ -339,7 +374,7 @@ def run(args):
     from keras_scan import training
 
     _check_checkpoint(args)
-    _remove_temporaries(args)
+    _repair_work_folder(args)
     result = None
     try:
         result = training.train(
