@@ -72,6 +72,8 @@ FOLLOW_DEFAULTS = (
     "add_kl_t2_a0.3",
     "add_kl_t2_a0.1",
     "kl_a0.3_ramp_lite",
+    "default_s1",
+    "ds_default_s1",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -95,6 +97,10 @@ VARIANTS = {
     # The default before the `add` rows were measured (the paper's mix, SCAN
     # journal's weight), on the default exits.
     "kl_a0.3_ramp_lite": {"kd_mix": "convex", "alpha": 0.3, "kd_loss": "kl"},
+    # A second seed (initialisation and batch order; same data split) of the
+    # default and of deep supervision: the run-to-run noise of a comparison.
+    "default_s1": {"seed": 1},
+    "ds_default_s1": {"distillation": False, "seed": 1},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
