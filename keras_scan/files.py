@@ -105,24 +105,12 @@ def atomic_path(path, suffix=""):
         suffix: str. Ending of the temporary name, for writers that check it
             (Keras needs `".keras"`). Defaults to `""`.
     """
-    path = pathlib.Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _new_file(path.parent, f".{path.name}.", f".tmp{suffix}")
-    try:
+    with atomic_paths(path, suffix=suffix) as (tmp,):
         yield tmp
-        _fsync(tmp)
-        os.replace(tmp, path)
-    except BaseException as e:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        if isinstance(e, OSError):
-            raise _write_error(e, path) from e
-        raise
-    _fsync_folder(path.parent)
 
 
 @contextlib.contextmanager
-def atomic_paths(*paths):
+def atomic_paths(*paths, suffix=""):
     """`atomic_path` for files that belong together: all are replaced, or none.
 
     Yields a list of temporary paths, one beside each of `paths`. Every one is
@@ -132,13 +120,14 @@ def atomic_paths(*paths):
 
     Args:
         *paths: str or path-like. The files to write.
+        suffix: str. Ending of the temporary names (see `atomic_path`).
     """
     paths = [pathlib.Path(p) for p in paths]
     tmps, failed = [], paths
     try:
         for path in paths:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmps.append(_new_file(path.parent, f".{path.name}.", ".tmp"))
+            tmps.append(_new_file(path.parent, f".{path.name}.", f".tmp{suffix}"))
         yield list(tmps)
         for tmp, path in zip(tmps, paths):
             failed = path
