@@ -52,7 +52,8 @@ def test_help_is_quiet_by_default_and_verbose_shows_the_logs():
 
     proc = keras_scan("-v", "--help")
     assert proc.returncode == 0, proc.stderr
-    assert "oneDNN custom operations" in proc.stderr
+    # Which start-up lines TensorFlow prints depends on the machine (oneDNN's
+    # line is missing on some CPUs); absl's banner is printed everywhere.
     assert "absl::InitializeLog" in proc.stderr
 
 
@@ -76,7 +77,7 @@ def test_the_users_own_log_level_is_kept(tmp_path):
     # TF_CPP_MIN_LOG_LEVEL=0 set by the user: nothing is dropped.
     proc = keras_scan("evaluate", tmp_path / "no_run", TF_CPP_MIN_LOG_LEVEL="0")
     assert proc.returncode == 2
-    assert "oneDNN custom operations" in proc.stderr
+    assert "absl::InitializeLog" in proc.stderr, proc.stderr
 
 
 # -------------------------------------------------------------- the flag itself
