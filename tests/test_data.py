@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from keras_scan import data
+from keras_scan.data import idx
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -50,7 +51,7 @@ def _write_small_fashion_mnist(folder, n=20, gz=False):
 
 def _no_system_data(monkeypatch, tmp_path):
     """Hides every default place Fashion-MNIST could be found."""
-    monkeypatch.setattr(data, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "system")
+    monkeypatch.setattr(idx, "FASHION_MNIST_SYSTEM_DIR", tmp_path / "system")
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("KERAS_SCAN_DATA_DIR", raising=False)
     monkeypatch.delenv("KERAS_HOME", raising=False)
