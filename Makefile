@@ -21,7 +21,7 @@ $(BIN)/keras-scan: setup.cfg pyproject.toml
 venv: $(BIN)/keras-scan
 
 test: venv
-	$(BIN)/python -m pytest -q -ra
+	$(BIN)/python -m pytest -q -ra --durations=30
 	@if [ -f android_demo/scripts/test_core.sh ]; then bash android_demo/scripts/test_core.sh; fi
 
 lint: venv

@@ -55,7 +55,7 @@ cp -r "$core/src/main/resources/." "$build/main/"
 echo "== javac tests"
 cp_test="$build/main:$junit:$hamcrest:$json:$jna"
 javac --release 11 -encoding UTF-8 -cp "$cp_test" -d "$build/test" @"$build/test.txt"
-cp -r "$core/src/test/resources/." "$build/test/"
+if [ -d "$core/src/test/resources" ]; then cp -r "$core/src/test/resources/." "$build/test/"; fi
 
 # Every *Test class, found from the compiled classes (nested classes excluded).
 tests="$(cd "$build/test" && find . -name '*Test.class' ! -name '*$*' | sed 's|^\./||; s|\.class$||; s|/|.|g' | sort)"

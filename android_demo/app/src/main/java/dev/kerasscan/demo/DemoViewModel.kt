@@ -175,7 +175,7 @@ class DemoViewModel(application: Application) : AndroidViewModel(application) {
         val c = cascade ?: return
         val m = mode
         val pixels = Bitmaps.argbPixels(bitmap)
-        val result = c.classifyArgb(pixels, bitmap.width, bitmap.height, m)
+        val result = c.classifyFrame(pixels, bitmap.width, bitmap.height, m)
         val window = history.getOrPut(m) { ArrayDeque() }
         window.addLast(result)
         while (window.size > WINDOW) window.removeFirst()

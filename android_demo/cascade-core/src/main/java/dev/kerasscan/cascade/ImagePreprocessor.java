@@ -10,10 +10,8 @@ import java.util.Locale;
  * <ul>
  *   <li>an image not larger than the input whose size differences are even on both axes is
  *       zero-padded in the centre (28x28 Fashion-MNIST into 32x32);
- *   <li>an image at least as large as the input is centre-cropped to the input's aspect ratio
- *       (camera frames; scan_lite does not crop, so both agree on same-aspect images) and
- *       resized with scan_lite's bilinear weights (half-pixel centres, antialiased shrink);
- *   <li>anything else is smaller than the input and refused: the app never upsamples;
+ *   <li>any other image is resized, rows then columns, with bilinear weights at half-pixel
+ *       centres, antialiased when shrinking (the aspect ratio is not kept, as in training);
  *   <li>grey is repeated to 3 channels, RGB turned grey with 0.2989 R + 0.5870 G + 0.1140 B.
  * </ul>
  *
@@ -128,32 +126,19 @@ public final class ImagePreprocessor {
       }
       return out;
     }
-    requireLargeEnough(width, height);
-    // Centre crop to the input's aspect ratio.
-    int cropW = width;
-    int cropH = height;
-    if ((long) width * th > (long) height * tw) {
-      cropW = (int) Math.round((double) height * tw / th);
-    } else if ((long) width * th < (long) height * tw) {
-      cropH = (int) Math.round((double) width * th / tw);
-    }
-    cropW = Math.max(tw, Math.min(width, cropW));
-    cropH = Math.max(th, Math.min(height, cropH));
-    int x0 = (width - cropW) / 2;
-    int y0 = (height - cropH) / 2;
-    float[][] wy = linearWeights(cropH, th);
-    float[][] wx = linearWeights(cropW, tw);
+    float[][] wy = linearWeights(height, th);
+    float[][] wx = linearWeights(width, tw);
     // Rows first, then columns (scan_lite's order), in float32.
-    float[] rows = new float[th * cropW * channels];
+    float[] rows = new float[th * width * channels];
     for (int s = 0; s < th; s++) {
       float[] w = wy[s];
-      int dst = s * cropW * channels;
-      for (int h = 0; h < cropH; h++) {
+      int dst = s * width * channels;
+      for (int h = 0; h < height; h++) {
         if (w[h] == 0f) {
           continue;
         }
-        int src = ((y0 + h) * width + x0) * channels;
-        for (int i = 0; i < cropW * channels; i++) {
+        int src = (h * width) * channels;
+        for (int i = 0; i < width * channels; i++) {
           rows[dst + i] += w[h] * hwc[src + i];
         }
       }
@@ -163,11 +148,11 @@ public final class ImagePreprocessor {
       for (int t = 0; t < tw; t++) {
         float[] w = wx[t];
         int dst = (s * tw + t) * channels;
-        for (int x = 0; x < cropW; x++) {
+        for (int x = 0; x < width; x++) {
           if (w[x] == 0f) {
             continue;
           }
-          int src = (s * cropW + x) * channels;
+          int src = (s * width + x) * channels;
           for (int c = 0; c < channels; c++) {
             block[dst + c] += w[x] * rows[src + c];
           }
@@ -195,7 +180,6 @@ public final class ImagePreprocessor {
               input.channels == 1 ? "grey" : "RGB"));
     }
     if (height != input.height || width != input.width) {
-      requireLargeEnough(width, height);
       throw new InputImageException(
           String.format(
               Locale.ROOT,
@@ -268,17 +252,48 @@ public final class ImagePreprocessor {
     return out;
   }
 
-  private void requireLargeEnough(int width, int height) {
-    if (width < input.width || height < input.height) {
-      throw new InputImageException(
-          String.format(
-              Locale.ROOT,
-              "the image is %dx%d but the model needs at least %dx%d pixels (smaller images"
-                  + " are only padded, like the training data, when the differences are even)",
-              width,
-              height,
-              input.width,
-              input.height));
+  /** Packed ARGB pixels of a frame cut to a smaller size (see {@link #centreCrop}). */
+  public static final class Frame {
+    public final int[] argb;
+    public final int width;
+    public final int height;
+
+    Frame(int[] argb, int width, int height) {
+      this.argb = argb;
+      this.width = width;
+      this.height = height;
     }
+  }
+
+  /**
+   * The centre of a frame at the input's aspect ratio: the app's framing of camera and gallery
+   * pictures, applied before {@link #fitArgb}. Not part of the fitting rule (which stretches,
+   * like the training pipeline), so it is a separate, explicit step.
+   */
+  public Frame centreCrop(int[] argb, int width, int height) {
+    if (width <= 0 || height <= 0 || argb == null || argb.length != (long) width * height) {
+      return new Frame(argb, width, height); // fitArgb reports what is wrong
+    }
+    int th = input.height;
+    int tw = input.width;
+    int cropW = width;
+    int cropH = height;
+    if ((long) width * th > (long) height * tw) {
+      cropW = (int) Math.round((double) height * tw / th);
+    } else if ((long) width * th < (long) height * tw) {
+      cropH = (int) Math.round((double) width * th / tw);
+    }
+    cropW = Math.max(1, Math.min(width, cropW));
+    cropH = Math.max(1, Math.min(height, cropH));
+    if (cropW == width && cropH == height) {
+      return new Frame(argb, width, height);
+    }
+    int x0 = (width - cropW) / 2;
+    int y0 = (height - cropH) / 2;
+    int[] out = new int[cropW * cropH];
+    for (int y = 0; y < cropH; y++) {
+      System.arraycopy(argb, (y0 + y) * width + x0, out, y * cropW, cropW);
+    }
+    return new Frame(out, cropW, cropH);
   }
 }

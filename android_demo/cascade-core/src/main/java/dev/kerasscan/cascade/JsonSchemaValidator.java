@@ -43,7 +43,7 @@ public final class JsonSchemaValidator {
   /** Returns the violations (empty when valid), each "path: message". */
   public List<String> validate(Object instance) {
     List<String> errors = new ArrayList<>();
-    validate(instance, root, "$", errors);
+    validate(instance, root, ROOT, errors);
     return errors;
   }
 
@@ -85,6 +85,13 @@ public final class JsonSchemaValidator {
         }
       }
     }
+  }
+
+  /** Where an error is: slash-separated keys and indices, as the Python runtimes name it. */
+  static final String ROOT = "(root)";
+
+  static String child(String path, String key) {
+    return ROOT.equals(path) ? key : path + "/" + key;
   }
 
   private void validate(Object x, Object schemaObj, String path, List<String> errors) {
@@ -202,12 +209,12 @@ public final class JsonSchemaValidator {
     if (pre != null) {
       prefix = pre.length();
       for (int i = 0; i < Math.min(prefix, a.length()); i++) {
-        validate(a.opt(i), pre.opt(i), path + "[" + i + "]", errors);
+        validate(a.opt(i), pre.opt(i), child(path, Integer.toString(i)), errors);
       }
     }
     if (s.has("items")) {
       for (int i = prefix; i < a.length(); i++) {
-        validate(a.opt(i), s.opt("items"), path + "[" + i + "]", errors);
+        validate(a.opt(i), s.opt("items"), child(path, Integer.toString(i)), errors);
       }
     }
     if (s.optBoolean("uniqueItems", false)) {
@@ -239,7 +246,7 @@ public final class JsonSchemaValidator {
     JSONObject props = s.optJSONObject("properties");
     for (Iterator<String> it = o.keys(); it.hasNext(); ) {
       String k = it.next();
-      String sub = path + "." + k;
+      String sub = child(path, k);
       if (s.has("propertyNames")) {
         List<String> nameErrors = new ArrayList<>();
         validate(k, s.opt("propertyNames"), sub, nameErrors);

@@ -280,22 +280,22 @@ public final class Manifest {
   }
 
   private static Variant parseVariant(String key, JSONObject v) {
-    String where = "variants." + key;
+    String where = "variants/" + key;
     List<ModelFile> ex = new ArrayList<>();
     JSONArray ea = v.optJSONArray("exits");
     for (int i = 0; i < ea.length(); i++) {
-      ex.add(parseModelFile(ea.optJSONObject(i), where + ".exits[" + i + "]"));
+      ex.add(parseModelFile(ea.optJSONObject(i), where + "/exits/" + i));
     }
     List<ModelFile> st = new ArrayList<>();
     JSONArray sa = v.optJSONArray("stages");
     for (int i = 0; i < sa.length(); i++) {
-      st.add(parseModelFile(sa.optJSONObject(i), where + ".stages[" + i + "]"));
+      st.add(parseModelFile(sa.optJSONObject(i), where + "/stages/" + i));
     }
     return new Variant(
         v.optString("mode"),
         DType.fromJson(v.optString("input_dtype")),
         ex,
-        parseModelFile(v.optJSONObject("cascade"), where + ".cascade"),
+        parseModelFile(v.optJSONObject("cascade"), where + "/cascade"),
         st);
   }
 
@@ -310,9 +310,9 @@ public final class Manifest {
           key,
           new Signature(
               key,
-              parseTensors(s.optJSONObject("inputs"), where + ".signatures." + key + ".inputs"),
+              parseTensors(s.optJSONObject("inputs"), where + "/signatures/" + key + "/inputs"),
               parseTensors(
-                  s.optJSONObject("outputs"), where + ".signatures." + key + ".outputs")));
+                  s.optJSONObject("outputs"), where + "/signatures/" + key + "/outputs")));
     }
     return new ModelFile(file, o.optString("name", file), sigs);
   }
@@ -337,7 +337,7 @@ public final class Manifest {
                 t.optDouble("scale"),
                 t.optLong("zero_point")));
       } catch (ManifestException e) {
-        throw new ManifestException(where + "." + key + ": " + e.getMessage(), e);
+        throw new ManifestException(where + "/" + key + ": " + e.getMessage(), e);
       }
     }
     return out;
@@ -346,14 +346,14 @@ public final class Manifest {
   private void checkConsistency(int numExits) {
     int k1 = numExits;
     if (exitNames.size() != k1) {
-      fail("model.exit_names has %d names but model.num_exits is %d", exitNames.size(), k1);
+      fail("model/exit_names has %d names but model.num_exits is %d", exitNames.size(), k1);
     }
     if (labels.size() != numClasses) {
       fail("labels has %d entries but model.num_classes is %d", labels.size(), numClasses);
     }
     if (rule.numShallowExits() != k1 - 1) {
       fail(
-          "thresholds.values has %d values but there are %d shallow exits (num_exits - 1)",
+          "thresholds/values has %d values but there are %d shallow exits (num_exits - 1)",
           rule.numShallowExits(),
           k1 - 1);
     }
@@ -365,27 +365,27 @@ public final class Manifest {
     }
     for (int i = 0; i < k1; i++) {
       if (exits.get(i).index != i) {
-        fail("exits[%d].index is %d, expected %d", i, exits.get(i).index, i);
+        fail("exits/%d/index is %d, expected %d", i, exits.get(i).index, i);
       }
       StageInfo s = stages.get(i);
       if (s.index != i || !s.name.equals("stage_" + i)) {
-        fail("stages[%d] is %s (index %d), expected stage_%d", i, s.name, s.index, i);
+        fail("stages/%d is %s (index %d), expected stage_%d", i, s.name, s.index, i);
       }
       String wantInput = i == 0 ? "image" : "features";
       if (!s.input.equals(wantInput)) {
-        fail("stages[%d].input is \"%s\", expected \"%s\"", i, s.input, wantInput);
+        fail("stages/%d/input is \"%s\", expected \"%s\"", i, s.input, wantInput);
       }
       if (!s.outputs.isEmpty()) {
         if (!s.outputs.contains("probs")) {
-          fail("stages[%d].outputs %s lacks \"probs\"", i, s.outputs);
+          fail("stages/%d/outputs %s lacks \"probs\"", i, s.outputs);
         }
         if (i < k1 - 1 && !s.outputs.contains("features")) {
-          fail("stages[%d].outputs %s lacks \"features\" (the next stage needs them)", i, s.outputs);
+          fail("stages/%d/outputs %s lacks \"features\" (the next stage needs them)", i, s.outputs);
         }
       }
     }
     if (input.pixelMin >= input.pixelMax) {
-      fail("input.pixel_range [%s, %s] is empty", input.pixelMin, input.pixelMax);
+      fail("input/pixel_range [%s, %s] is empty", input.pixelMin, input.pixelMax);
     }
     if (!variants.containsKey(defaultVariant)) {
       fail("default_variant \"%s\" is not one of variants %s", defaultVariant, variants.keySet());
@@ -396,37 +396,42 @@ public final class Manifest {
   }
 
   private void checkVariant(String key, Variant v, int k1) {
-    String where = "variants." + key;
+    String where = "variants/" + key;
     if (!v.mode.equals(key)) {
-      fail("%s.mode is \"%s\", expected \"%s\"", where, v.mode, key);
+      fail("%s/mode is \"%s\", expected \"%s\"", where, v.mode, key);
     }
     if (v.exits.size() != k1) {
-      fail("%s.exits has %d files, expected %d (exit_0..exit_%d, then full)",
+      fail("%s/exits has %d files, expected %d (exit_0..exit_%d, then full)",
           where, v.exits.size(), k1, k1 - 2);
     }
     if (v.stages.size() != k1) {
-      fail("%s.stages has %d files, expected %d", where, v.stages.size(), k1);
+      fail("%s/stages has %d files, expected %d", where, v.stages.size(), k1);
     }
-    List<ModelFile> all = new ArrayList<>(v.exits);
-    all.add(v.cascade);
-    all.addAll(v.stages);
-    for (ModelFile f : all) {
-      if (!files.containsKey(f.file)) {
-        fail("%s refers to %s, which is not listed in files", where, f.file);
+    Map<String, ModelFile> named = new LinkedHashMap<>();
+    named.put(where + "/cascade", v.cascade);
+    for (int i = 0; i < v.exits.size(); i++) {
+      named.put(where + "/exits/" + i, v.exits.get(i));
+    }
+    for (int i = 0; i < v.stages.size(); i++) {
+      named.put(where + "/stages/" + i, v.stages.get(i));
+    }
+    for (Map.Entry<String, ModelFile> e : named.entrySet()) {
+      if (!files.containsKey(e.getValue().file)) {
+        fail("%s/file %s is not listed in files", e.getKey(), e.getValue().file);
       }
     }
     // Exit models: image -> probs.
     for (int i = 0; i < v.exits.size(); i++) {
-      Signature s = v.exits.get(i).singleSignature(where + ".exits[" + i + "]");
-      checkImageInput(s.singleInput(where + ".exits[" + i + "]").getValue(), v,
-          where + ".exits[" + i + "]");
-      probsOutput(s, where + ".exits[" + i + "]");
+      Signature s = v.exits.get(i).singleSignature(where + "/exits/" + i);
+      checkImageInput(s.singleInput(where + "/exits/" + i).getValue(), v,
+          where + "/exits/" + i);
+      probsOutput(s, where + "/exits/" + i);
     }
     // The cascade file: one signature per stage, chained.
     TensorSpec previousFeatures = null;
     for (int i = 0; i < k1; i++) {
-      String w = where + ".cascade stage_" + i;
-      Signature s = v.cascade.signature(stages.get(i).name, where + ".cascade");
+      String w = where + "/cascade/signatures/stage_" + i;
+      Signature s = v.cascade.signature(stages.get(i).name, where + "/cascade");
       TensorSpec in = s.singleInput(w).getValue();
       if (i == 0) {
         checkImageInput(in, v, w);
@@ -442,8 +447,8 @@ public final class Manifest {
       }
     }
     for (int i = 0; i < k1; i++) {
-      Signature s = v.stages.get(i).singleSignature(where + ".stages[" + i + "]");
-      probsOutput(s, where + ".stages[" + i + "]");
+      Signature s = v.stages.get(i).singleSignature(where + "/stages/" + i);
+      probsOutput(s, where + "/stages/" + i);
     }
   }
 

@@ -91,10 +91,21 @@ public final class ScanCascade implements AutoCloseable {
     return preprocessor;
   }
 
-  /** Classifies packed ARGB pixels of any size at least the input size. */
+  /** Classifies packed ARGB pixels of any size, fitted with the training rule. */
   public CascadeResult classifyArgb(int[] argb, int width, int height, Mode mode) {
     long t0 = System.nanoTime();
     float[] pixels = preprocessor.fitArgb(argb, width, height);
+    return classify(pixels, mode, System.nanoTime() - t0);
+  }
+
+  /**
+   * Classifies a camera or gallery picture: its centre at the input's aspect ratio ({@link
+   * ImagePreprocessor#centreCrop}), then fitted with the training rule.
+   */
+  public CascadeResult classifyFrame(int[] argb, int width, int height, Mode mode) {
+    long t0 = System.nanoTime();
+    ImagePreprocessor.Frame f = preprocessor.centreCrop(argb, width, height);
+    float[] pixels = preprocessor.fitArgb(f.argb, f.width, f.height);
     return classify(pixels, mode, System.nanoTime() - t0);
   }
 

@@ -47,7 +47,7 @@ public class ImagePreprocessorTest {
   }
 
   @Test
-  public void cropsTheCentreOfAWideFrame() {
+  public void cropsTheCentreOfAWideFrameOnlyWhenAsked() {
     ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
     // 24x16 frame: the centre 16x16 is kept; the white side bands must not leak in.
     int w = 24;
@@ -59,9 +59,15 @@ public class ImagePreprocessorTest {
         px[y * w + x] = argb(v, v, v);
       }
     }
-    for (float v : p.fitArgb(px, w, h)) {
+    ImagePreprocessor.Frame f = p.centreCrop(px, w, h);
+    assertEquals(16, f.width);
+    assertEquals(16, f.height);
+    for (float v : p.fitArgb(f.argb, f.width, f.height)) {
       assertEquals(80f * 0.9999f, v, 1e-3f);
     }
+    // The fitting rule itself stretches, like the training pipeline: the bands stay.
+    float[] stretched = p.fitArgb(px, w, h);
+    assertEquals(255f * 0.9999f, stretched[0], 1e-3f);
   }
 
   @Test
@@ -79,41 +85,18 @@ public class ImagePreprocessorTest {
   }
 
   @Test
-  public void fitsLikeScanLite() throws Exception {
-    org.json.JSONObject doc = TestSupport.json(TestSupport.resource("fit_vectors.json"));
-    org.json.JSONArray cases = doc.optJSONArray("cases");
-    assertEquals(12, cases.length());
-    for (int i = 0; i < cases.length(); i++) {
-      org.json.JSONObject c = cases.optJSONObject(i);
-      org.json.JSONArray shape = c.optJSONArray("shape");
-      int channels = c.optInt("channels");
-      ImagePreprocessor p = new ImagePreprocessor(manifest(channels).input());
-      org.json.JSONArray img = c.optJSONArray("image");
-      float[] x = new float[img.length()];
-      for (int j = 0; j < x.length; j++) {
-        x[j] = (float) img.optDouble(j);
-      }
-      float[] got = p.fit(x, shape.optInt(0), shape.optInt(1), shape.optInt(2));
-      org.json.JSONArray want = c.optJSONArray("fitted");
-      assertEquals(want.length(), got.length);
-      for (int j = 0; j < got.length; j++) {
-        assertEquals(shape + " -> " + channels + " value " + j, want.optDouble(j), got[j], 2e-3);
-      }
-    }
-  }
-
-  @Test
-  public void rejectsAnImageSmallerThanTheInput() {
+  public void resizesASmallerImageUpLikeTheTrainingData() {
     ImagePreprocessor p = new ImagePreprocessor(manifest(1).input());
+    // 7x7 into 8x8: the difference is odd, so it is resized (bilinear), not padded.
+    float[] img = new float[7 * 7];
+    java.util.Arrays.fill(img, 40f);
+    for (float v : p.fit(img, 7, 7, 1)) {
+      assertEquals(40f, v, 1e-3f);
+    }
     InputImageException e =
-        assertThrows(InputImageException.class, () -> p.fitArgb(new int[7 * 20], 7, 20));
-    assertTrue(e.getMessage(), e.getMessage().contains("7x20 but the model needs at least 8x8"));
-    // Smaller with an odd difference cannot be padded like the training data: refused.
-    e = assertThrows(InputImageException.class, () -> p.fitArgb(new int[7 * 7], 7, 7));
-    assertTrue(e.getMessage(), e.getMessage().contains("7x7 but the model needs at least 8x8"));
-    e = assertThrows(
-        InputImageException.class, () -> p.checkPixels(new float[4 * 4], 4, 4, 1));
-    assertTrue(e.getMessage(), e.getMessage().contains("needs at least 8x8"));
+        assertThrows(
+            InputImageException.class, () -> p.checkPixels(new float[4 * 4], 4, 4, 1));
+    assertTrue(e.getMessage(), e.getMessage().contains("must already be 8x8"));
   }
 
   @Test

@@ -30,7 +30,7 @@ public class JsonSchemaValidatorTest {
             + " \"type\": \"array\", \"prefixItems\": [{\"$ref\": \"#/$defs/n\"}, {\"type\": \"string\"}],"
             + " \"minItems\": 2, \"maxItems\": 2}";
     assertEquals(List.of(), check(s, "[1.5, \"a\"]"));
-    assertTrue(check(s, "[\"a\", \"a\"]").get(0).contains("$[0]"));
+    assertTrue(check(s, "[\"a\", \"a\"]").get(0).startsWith("0: "));
     assertEquals(1, check(s, "[1, \"a\", 3]").size());
     String o = "{\"oneOf\": [{\"type\": \"null\"}, {\"type\": \"object\"}]}";
     assertEquals(List.of(), check(o, "null"));
@@ -44,7 +44,7 @@ public class JsonSchemaValidatorTest {
         "{\"type\": \"object\", \"propertyNames\": {\"pattern\": \"^[a-z]+$\"},"
             + " \"additionalProperties\": {\"type\": \"integer\"}}";
     assertEquals(List.of(), check(s, "{\"ab\": 1}"));
-    assertTrue(check(s, "{\"a/b\": 1}").get(0).startsWith("key $.a/b"));
+    assertTrue(check(s, "{\"a/b\": 1}").get(0).startsWith("key a/b"));
     assertTrue(check(s, "{\"ab\": \"1\"}").get(0).contains("must be of type"));
   }
 

@@ -104,19 +104,19 @@ public class ManifestTest {
   public void rejectsSchemaViolations() throws Exception {
     JSONObject m = TestSupport.validManifest();
     put((JSONObject) m.opt("thresholds"), "measure", "top5");
-    assertMessage(rejects(m), "$.thresholds.measure", "must be one of");
+    assertMessage(rejects(m), "thresholds/measure", "must be one of");
 
     m = TestSupport.validManifest();
     put(m, "surprise", 1);
-    assertMessage(rejects(m), "$.surprise", "unknown key");
+    assertMessage(rejects(m), "surprise", "unknown key");
 
     m = TestSupport.validManifest();
     put((JSONObject) m.opt("input"), "channels", 4);
-    assertMessage(rejects(m), "$.input.channels");
+    assertMessage(rejects(m), "input/channels");
 
     m = TestSupport.validManifest();
     ((JSONArray) at(m, "thresholds.values")).put(1.5);
-    assertMessage(rejects(m), "$.thresholds.values[2]", "<= 1");
+    assertMessage(rejects(m), "thresholds/values/2", "<= 1");
 
     m = TestSupport.validManifest();
     put((JSONObject) ((JSONObject) m.opt("files")).opt("cascade.int8.tflite"), "sha256", "XYZ");
@@ -146,7 +146,7 @@ public class ManifestTest {
       String text = m.toString().replace("\"@@threshold@@\"", c[0]);
       ManifestException e =
           assertThrows(c[0], ManifestException.class, () -> Manifest.parse(text));
-      assertMessage(e, "$.thresholds.values[1]", c[1]);
+      assertMessage(e, "thresholds/values/1", c[1]);
     }
     // The rule itself refuses them too, whoever builds it.
     for (double bad : new double[] {Double.NaN, Double.POSITIVE_INFINITY, -0.1, 1.5}) {
@@ -168,7 +168,7 @@ public class ManifestTest {
 
     m = TestSupport.validManifest();
     ((JSONArray) at(m, "thresholds.values")).put(0.5);
-    assertMessage(rejects(m), "thresholds.values has 3 values but there are 2 shallow exits");
+    assertMessage(rejects(m), "thresholds/values has 3 values but there are 2 shallow exits");
 
     m = TestSupport.validManifest();
     put(m, "default_variant", "float32");

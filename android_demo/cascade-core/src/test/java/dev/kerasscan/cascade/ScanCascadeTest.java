@@ -190,7 +190,9 @@ public class ScanCascadeTest {
     assertEquals(0, r.inputs.get(0).data()[0]); // grey 128 -> q = 0
     assertThrows(
         InputImageException.class,
-        () -> c.classifyArgb(new int[5 * 5], 5, 5, ScanCascade.Mode.SCALABLE));
+        () -> c.classifyArgb(new int[24], 5, 5, ScanCascade.Mode.SCALABLE));
+    CascadeResult framed = c.classifyFrame(frame, 32, 24, ScanCascade.Mode.SCALABLE);
+    assertEquals(0, framed.exitIndex);
     c.close();
     assertTrue(r.closed);
   }
