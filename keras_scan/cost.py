@@ -1,8 +1,9 @@
-"""Counting MACs and parameters of functional Keras 3 models from the graph.
+"""Costs of functional Keras 3 models: MACs, parameters, activation memory, file size.
 
 Costs are read from the symbolic graph (layer attributes and the shapes of the
-`KerasTensor`s each call consumes and produces); nothing is run, and only `keras`
-and `numpy` are imported, so every backend gives the same numbers.
+`KerasTensor`s each call consumes and produces); nothing is run and no backend
+is called (`keras` and `numpy` only), so every backend gives the same numbers. The
+one exception is `model_file_bytes`, which saves the model to a temporary file.
 
 All MACs are multiply-accumulates for **batch size 1**: the leading (batch)
 dimension of every shape is ignored, whatever its value. "Elements" below is the
@@ -38,10 +39,22 @@ Any other operation counts 0 MACs and raises a `UserWarning` naming its class
 Parameters are the sizes of a layer's weights, trainable or not (batch-norm moving
 statistics included, as in `model.count_params()`); a weight shared by several
 calls or layers is counted once, on its first call in topological order.
+
+Peak activation memory (`peak_activation_bytes`) is estimated from the graph: the
+ops run one after another in topological order, a tensor is alive from the op that
+produces it until its last consumer has run, and the peak is the largest sum of the
+sizes (float32, batch 1) of the tensors alive at once, the input included and the
+weights excluded. This is the lower bound an arena planner such as LiteRT's can
+reach for a sequential schedule. Composite layers (keras_scan's `AttentionModule`,
+`ShallowClassifier`) count only their inputs and outputs. For CIFAR ResNets the peak
+sits in the first stage (full resolution), so it only drops when a model cut short
+ends inside that stage; parameters (model size) are what shrink most.
 """
 
 import dataclasses
 import math
+import os
+import tempfile
 import warnings
 
 import keras
@@ -55,6 +68,10 @@ __all__ = [
     "macs_to_tensors",
     "node_macs",
     "chain_macs",
+    "peak_activation_bytes",
+    "model_file_bytes",
+    "model_costs",
+    "compare_costs",
 ]
 
 
@@ -587,3 +604,87 @@ def macs_to_tensors(model):
             producer[id(x)] = i
     cumulative = ancestors.astype(np.int64) @ macs
     return {t: int(cumulative[i]) for t, i in producer.items()}
+
+
+# === Memory and file size ===
+
+
+def peak_activation_bytes(model, bytes_per_element=4):
+    """Peak memory of the activations of one forward pass, batch size 1.
+
+    Ops run one after another in topological order; a tensor is alive from the
+    op that produces it until its last consumer in the model has run (model
+    outputs until the end). The peak is the largest total size of the tensors
+    alive at once (the input included, weights excluded). A layer's internal
+    temporaries are not seen (composite layers count their inputs and outputs).
+
+    Args:
+        model: a functional `keras.Model` with a fixed input size.
+        bytes_per_element: int. 4 for float32, 1 for int8. Defaults to 4.
+
+    Returns:
+        int. Bytes.
+    """
+    from keras_scan.backbones.taps import check_functional
+
+    check_functional(model, "model")
+    nodes = _nodes(model)
+    consumers = {}
+    for node in nodes:
+        for t in node.input_tensors:
+            consumers[id(t)] = consumers.get(id(t), 0) + 1
+    for t in model.outputs:
+        consumers[id(t)] = consumers.get(id(t), 0) + 1
+
+    def size(t):
+        return math.prod(int(d) for d in t.shape[1:]) * bytes_per_element
+
+    live, peak = 0, 0
+    for node in nodes:
+        for t in node.outputs:
+            live += size(t)
+        peak = max(peak, live)
+        for t in node.input_tensors:
+            consumers[id(t)] -= 1
+            if consumers[id(t)] == 0:
+                live -= size(t)
+        for t in node.outputs:
+            if consumers.get(id(t), 0) == 0:
+                live -= size(t)
+    return int(peak)
+
+
+def model_file_bytes(model):
+    """Size in bytes of `model` saved as a `.keras` file (no optimizer state)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "model.keras")
+        model.save(path, include_optimizer=False)
+        return os.path.getsize(path)
+
+
+def model_costs(model):
+    """`{"params", "macs", "file_bytes", "peak_activation_bytes"}` of a model."""
+    return {
+        "params": int(count_params(model)),
+        "macs": int(count_macs(model)),
+        "file_bytes": int(model_file_bytes(model)),
+        "peak_activation_bytes": int(peak_activation_bytes(model)),
+    }
+
+
+def compare_costs(chosen, full):
+    """Two `model_costs` side by side, with the relative reduction of each.
+
+    Args:
+        chosen: dict. `model_costs` of the smaller model.
+        full: dict. `model_costs` of the model it is compared to.
+
+    Returns:
+        `{"chosen": chosen, "full": full, "reduction": {key: 1 - chosen / full}}`
+        (rounded to 6 digits; a key whose `full` value is 0 is left out).
+    """
+    out = {"chosen": chosen, "full": full, "reduction": {}}
+    for key in ("params", "macs", "file_bytes", "peak_activation_bytes"):
+        if full.get(key):
+            out["reduction"][key] = round(1.0 - chosen[key] / full[key], 6)
+    return out

@@ -1,4 +1,9 @@
-"""Plots of keras_scan results (matplotlib, imported lazily, no pyplot state)."""
+"""Plots of keras_scan results (matplotlib, imported lazily, no pyplot state).
+
+- `plot_tradeoff` / `tradeoff_figure`: accuracy vs mean cost of a threshold search.
+- `plot_accuracy_vs_depth`: validation accuracy per depth of `keras_scan.grow`
+  (or per exit of a cut SCAN model).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,13 @@ import os
 
 from keras_scan import files
 from keras_scan.thresholds import Thresholds
+
+__all__ = [
+    "plot_tradeoff",
+    "tradeoff_figure",
+    "plot_accuracy_vs_depth",
+    "savefig_atomic",
+]
 
 _REQUIRED_METRICS = ("front", "accuracy", "mean_macs")
 
@@ -30,7 +42,16 @@ def _check_pairs(single_exits):
     return pairs
 
 
-def _savefig_atomic(fig, path):
+def savefig_atomic(fig, path):
+    """Saves a matplotlib figure as a PNG, atomically (`keras_scan.files`).
+
+    Args:
+        fig: a matplotlib `Figure`.
+        path: str or path.
+
+    Returns:
+        The path, as a str.
+    """
     with files.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     return os.fspath(path)
@@ -80,7 +101,7 @@ def plot_tradeoff(result, path, single_exits=None, title=None, plain_backbone=No
     fig = tradeoff_figure(
         result, single_exits=single_exits, title=title, plain_backbone=plain_backbone
     )
-    return _savefig_atomic(fig, path)
+    return savefig_atomic(fig, path)
 
 
 def tradeoff_figure(result, single_exits=None, title=None, plain_backbone=None):
@@ -263,3 +284,76 @@ def _exit_labels(exit_names, count):
     if not (isinstance(exit_names, list | tuple) and len(exit_names) == count):
         exit_names = [f"exit {i}" for i in range(count - 1)] + ["final"]
     return [*map(str, exit_names[:-1]), "final exit"]
+
+
+def plot_accuracy_vs_depth(report, path):
+    """Validation accuracy against depth (or exit), with the target; a PNG.
+
+    Args:
+        report: dict. The report of `keras_scan.depth.grow` or
+            `keras_scan.depth.from_scan_model`.
+        path: str or path. Written atomically.
+
+    Returns:
+        The path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4.2))
+    ax = fig.add_subplot(1, 1, 1)
+    if report["mode"] == "grow":
+        xs = [s["depth"] for s in report["steps"]]
+        ys = [s["val_accuracy"] for s in report["steps"]]
+        for s in report["steps"]:
+            ax.scatter(
+                [s["depth"]] * len(s["val_history"]),
+                s["val_history"],
+                s=10,
+                color="0.6",
+                zorder=2,
+            )
+        ax.plot(
+            xs, ys, "o-", color="C0", label="val accuracy (best per depth)", zorder=3
+        )
+        ax.set_xlabel(f"depth (residual blocks of {report['num_blocks']})")
+        ax.set_xticks(list(range(1, report["num_blocks"] + 1)))
+        if "baseline" in report:
+            base = report["baseline"]
+            ax.scatter(
+                [report["num_blocks"]],
+                [base["val_accuracy"]],
+                marker="*",
+                s=120,
+                color="C1",
+                zorder=4,
+                label=f"full depth from scratch ({base['epochs']} epochs)",
+            )
+        chosen_x = report["depth"]
+        title = f"Progressive depth expansion: {report['backbone']}"
+    else:
+        xs = list(range(len(report["exits"])))
+        ys = [e["val_accuracy"] for e in report["exits"]]
+        ax.plot(xs, ys, "o-", color="C0", label="val accuracy per exit", zorder=3)
+        ax.set_xticks(xs)
+        ax.set_xticklabels(
+            [f"{e['name']}\n{e['block']}" for e in report["exits"]], fontsize=7
+        )
+        ax.set_xlabel("exit (tapped block)")
+        chosen_x = [e["name"] for e in report["exits"]].index(report["exit"])
+        title = "Optimal-depth cut of a SCAN model"
+    ax.axhline(report["target_accuracy"], color="C3", ls="--", lw=1, label="target")
+    ax.axvline(chosen_x, color="C2", ls=":", lw=1.5, label="chosen")
+    red = report["reduction"]
+    ax.set_title(
+        f"{title}\nchosen vs full depth: params {-100 * red.get('params', 0):+.0f}%, "
+        f"MACs {-100 * red.get('macs', 0):+.0f}%",
+        fontsize=9,
+    )
+    ax.set_ylabel("validation accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    return savefig_atomic(fig, path)

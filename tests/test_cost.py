@@ -256,3 +256,33 @@ def test_mobilenet_v2_macs():
     )
     assert cost.count_macs(model) == pytest.approx(300e6, rel=0.10)
     assert cost.count_params(model) == model.count_params()
+
+
+def test_peak_activation_bytes_counts_live_tensors():
+    inputs = keras.Input((8, 8, 1))
+    a = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 256 floats
+    b = keras.layers.ReLU()(a)  # 256 floats, `a` still alive while it runs
+    c = keras.layers.Add()([a, b])  # a, b, c alive: 768 floats
+    d = keras.layers.GlobalAveragePooling2D()(c)
+    model = keras.Model(inputs, keras.layers.Dense(2)(d))
+    assert cost.peak_activation_bytes(model) == 768 * 4
+    assert cost.peak_activation_bytes(model, bytes_per_element=1) == 768
+
+
+def test_model_costs_and_their_comparison():
+    small, big = (
+        _tiny_residual(),
+        keras.applications.MobileNetV2(
+            weights=None, input_shape=(32, 32, 3), include_top=False
+        ),
+    )
+    costs = cost.model_costs(small)
+    assert costs["params"] == small.count_params()
+    assert costs["macs"] == cost.count_macs(small)
+    assert costs["file_bytes"] > 0 and costs["peak_activation_bytes"] > 0
+    compared = cost.compare_costs(costs, cost.model_costs(big))
+    assert compared["chosen"] is costs
+    assert set(compared["reduction"]) == set(costs)
+    assert all(0 < r < 1 for r in compared["reduction"].values())
+    # A cost the full model does not have is not compared.
+    assert "macs" not in cost.compare_costs(costs, {**costs, "macs": 0})["reduction"]

@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import keras_scan
-from keras_scan import cli, depth, runs
+from keras_scan import cli, cost, depth, plots, runs
+from keras_scan.backbones import registry
+from keras_scan.commands import grow as grow_command
 
 
 def _backbone(width=8):
@@ -114,15 +116,21 @@ def test_expansion_adds_blocks_keeps_weights_and_outputs(fm_small, head):
     assert any(not np.array_equal(before[p], moved[p]) for p in shared)
 
 
-def test_peak_activation_bytes_counts_live_tensors():
-    inputs = keras.Input((8, 8, 1))
-    a = keras.layers.Conv2D(4, 3, padding="same")(inputs)  # 256 floats
-    b = keras.layers.ReLU()(a)  # 256 floats, `a` still alive while it runs
-    c = keras.layers.Add()([a, b])  # a, b, c alive: 768 floats
-    d = keras.layers.GlobalAveragePooling2D()(c)
-    model = keras.Model(inputs, keras.layers.Dense(2)(d))
-    assert depth.peak_activation_bytes(model) == 768 * 4
-    assert depth.peak_activation_bytes(model, bytes_per_element=1) == 768
+def test_depth_names_stay_where_callers_find_them():
+    # Costs live in keras_scan.cost, the plot in keras_scan.plots, the CIFAR
+    # ResNets in the backbone registry; keras_scan.depth still offers them.
+    assert depth.peak_activation_bytes is cost.peak_activation_bytes
+    assert depth.model_costs is cost.model_costs
+    assert depth.model_file_bytes is cost.model_file_bytes
+    assert depth.plot_accuracy_vs_depth is plots.plot_accuracy_vs_depth
+    assert depth.BACKBONES is registry.CIFAR_RESNETS
+    assert keras_scan.grow is depth.grow
+    assert keras_scan.cut_at_exit is depth.cut_at_exit
+    assert all(hasattr(depth, name) for name in depth.__all__)
+    # `keras-scan grow` takes grow's defaults from grow itself.
+    assert grow_command.GROW_DEFAULTS["lr"] == depth.GROW_DEFAULTS["learning_rate"]
+    for flag, arg in grow_command.GROW_FLAGS.items():
+        assert grow_command.GROW_DEFAULTS[flag] == depth.GROW_DEFAULTS[arg]
 
 
 # -------------------------------------------------------------------- grow

@@ -20,6 +20,7 @@ import csv
 import io
 import pathlib
 
+from keras_scan import depth
 from keras_scan.cli import UserError
 
 REPORT = "grow_report.json"
@@ -33,35 +34,44 @@ EXAMPLES = """examples:
   keras-scan grow --from-run runs/fm18 --target-accuracy 0.9 --out runs/fm18-cut
 """
 
-# Flags of the training mode, with their defaults (None on the parser, so that
-# `--from-run` can refuse them when given).
-GROW_DEFAULTS = {
+# Flags of the training mode that choose the data and the backbone, with their
+# defaults (`keras_scan.depth.grow` takes the data and backbone themselves).
+DATA_DEFAULTS = {
     "backbone": "cifar_resnet18",
     "dataset": "fashion_mnist",
     "image_size": 32,
     "channels": 3,
     "val_fraction": 0.1,
     "limit": None,
-    "width": 64,
-    "head": "scan",
-    "epochs_per_step": 5,
-    "patience": 2,
-    "min_delta": 0.002,
-    "max_epochs": None,
-    "freeze": False,
-    "start_depth": 1,
-    "depth_step": 1,
-    "batch_size": 128,
-    "lr": 0.05,
-    "augment": False,
-    "seed": 0,
-    "baseline_epochs": None,
+}
+# Flags of the training mode that are `keras_scan.depth.grow` arguments (flag
+# name -> argument name); their defaults are grow's own.
+GROW_FLAGS = {
+    "width": "width",
+    "head": "head",
+    "epochs_per_step": "epochs_per_step",
+    "patience": "patience",
+    "min_delta": "min_delta",
+    "max_epochs": "max_epochs",
+    "freeze": "freeze",
+    "start_depth": "start_depth",
+    "depth_step": "depth_step",
+    "batch_size": "batch_size",
+    "lr": "learning_rate",
+    "augment": "augment",
+    "seed": "seed",
+    "baseline_epochs": "baseline_epochs",
+}
+# Every flag of the training mode with its default (None on the parser, so
+# that `--from-run` can refuse them when given).
+GROW_DEFAULTS = {
+    **DATA_DEFAULTS,
+    **{flag: depth.GROW_DEFAULTS[arg] for flag, arg in GROW_FLAGS.items()},
 }
 
 
 def add_parser(subparsers):
-    from keras_scan import depth
-
+    d = GROW_DEFAULTS
     p = subparsers.add_parser(
         "grow",
         help="find the optimal depth: grow a backbone block by block, or cut a "
@@ -107,19 +117,30 @@ def add_parser(subparsers):
     g = p.add_argument_group("training mode (not with --from-run)")
     g.add_argument(
         "--backbone",
-        help=f"one of {', '.join(sorted(depth.BACKBONES))} (default cifar_resnet18)",
+        help=f"one of {', '.join(sorted(depth.BACKBONES))} (default {d['backbone']})",
     )
     g.add_argument(
         "--dataset",
-        help="fashion_mnist | tfds:NAME[:SPLIT] | folder:PATH (default fashion_mnist)",
+        help="fashion_mnist | tfds:NAME[:SPLIT] | folder:PATH "
+        f"(default {d['dataset']})",
     )
-    g.add_argument("--image-size", type=int, help="input size (default 32)")
-    g.add_argument("--channels", type=int, choices=(1, 3), help="default 3")
     g.add_argument(
-        "--val-fraction", type=float, help="share of train held out (default 0.1)"
+        "--image-size", type=int, help=f"input size (default {d['image_size']})"
+    )
+    g.add_argument(
+        "--channels", type=int, choices=(1, 3), help=f"default {d['channels']}"
+    )
+    g.add_argument(
+        "--val-fraction",
+        type=float,
+        help=f"share of train held out (default {d['val_fraction']})",
     )
     g.add_argument("--limit", type=int, help="use only N training images")
-    g.add_argument("--width", type=int, help="channels of the first stage (default 64)")
+    g.add_argument(
+        "--width",
+        type=int,
+        help=f"channels of the first stage (default {d['width']})",
+    )
     g.add_argument(
         "--head",
         choices=depth.HEADS,
@@ -129,18 +150,18 @@ def add_parser(subparsers):
     g.add_argument(
         "--epochs-per-step",
         type=int,
-        help="most epochs at one depth (default 5)",
+        help=f"most epochs at one depth (default {d['epochs_per_step']})",
     )
     g.add_argument(
         "--patience",
         type=int,
         help="epochs without a gain above --min-delta that count as converged "
-        "(default 2)",
+        f"(default {d['patience']})",
     )
     g.add_argument(
         "--min-delta",
         type=float,
-        help="smallest val-accuracy gain that counts (default 0.002)",
+        help=f"smallest val-accuracy gain that counts (default {d['min_delta']})",
     )
     g.add_argument(
         "--max-epochs", type=int, help="budget of epochs over all depths (default none)"
@@ -151,19 +172,25 @@ def add_parser(subparsers):
         const=True,
         help="freeze the stem and converged blocks",
     )
-    g.add_argument("--start-depth", type=int, help="blocks to start with (default 1)")
     g.add_argument(
-        "--depth-step", type=int, help="blocks added per expansion (default 1)"
+        "--start-depth",
+        type=int,
+        help=f"blocks to start with (default {d['start_depth']})",
     )
-    g.add_argument("--batch-size", type=int, help="default 128")
-    g.add_argument("--lr", type=float, help="SGD learning rate (default 0.05)")
+    g.add_argument(
+        "--depth-step",
+        type=int,
+        help=f"blocks added per expansion (default {d['depth_step']})",
+    )
+    g.add_argument("--batch-size", type=int, help=f"default {d['batch_size']}")
+    g.add_argument("--lr", type=float, help=f"SGD learning rate (default {d['lr']})")
     g.add_argument(
         "--augment",
         action="store_const",
         const=True,
         help="random crop + flip of training images",
     )
-    g.add_argument("--seed", type=int, help="default 0")
+    g.add_argument("--seed", type=int, help=f"default {d['seed']}")
     g.add_argument(
         "--baseline-epochs",
         type=int,
@@ -179,8 +206,6 @@ def _flag(name):
 
 
 def _check_args(args):
-    from keras_scan import depth
-
     target = args.target_accuracy
     if not 0 < target <= 1:
         raise UserError(
@@ -295,7 +320,7 @@ def _grown_summary(report):
 
 
 def _train(args):
-    from keras_scan import data, depth
+    from keras_scan import data
 
     splits = data.load_dataset(
         args.dataset,
@@ -313,21 +338,8 @@ def _train(args):
         splits.val,
         args.target_accuracy,
         num_classes=splits.num_classes,
-        width=args.width,
-        head=args.head,
-        epochs_per_step=args.epochs_per_step,
-        patience=args.patience,
-        min_delta=args.min_delta,
-        max_epochs=args.max_epochs,
-        freeze=args.freeze,
-        start_depth=args.start_depth,
-        depth_step=args.depth_step,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        augment=args.augment,
-        seed=args.seed,
         test_data=splits.test,
-        baseline_epochs=args.baseline_epochs,
+        **{arg: getattr(args, flag) for flag, arg in GROW_FLAGS.items()},
     )
     config = {"command": "grow", "mode": "grow"}
     config.update({k: getattr(args, k) for k in GROW_DEFAULTS})
@@ -346,7 +358,7 @@ def _train(args):
 
 
 def _cut(args):
-    from keras_scan import depth, runs
+    from keras_scan import runs
 
     arg = "--from-run"
     src = runs.run_path(args.from_run, what="run folder with a trained model", arg=arg)
@@ -404,7 +416,7 @@ def _val_accuracies(src, model, arg):
     """
     import math
 
-    from keras_scan import depth, runs
+    from keras_scan import runs
 
     path = src / runs.EVAL
     if not path.is_file():
@@ -438,7 +450,7 @@ def _val_accuracies(src, model, arg):
 
 
 def run(args):
-    from keras_scan import depth, runs
+    from keras_scan import runs
 
     _check_args(args)
     if args.from_run is not None:
