@@ -2,10 +2,10 @@
 
 `ScalableInference` runs a `ScanModel`'s stage sub-models (`model.stage_models()`)
 one after the other on a batch. After each shallow exit it applies the threshold
-rule of `keras_scan.thresholds` (`should_exit`), keeps the answers of the
+rule of `keras_scan.exit_rule` (`should_exit`), keeps the answers of the
 confident rows and gathers only the still-undecided rows into the next stage, so
 later stages run on fewer rows and the skipped work is never done. Its answers
-equal `keras_scan.thresholds.simulate_cascade` over every exit's probabilities.
+equal `keras_scan.exit_rule.simulate_cascade` over every exit's probabilities.
 
 `collect_probs` runs the whole model once over a data set and returns every exit's
 softmax probabilities (what the threshold search caches), and `evaluate_scalable`
@@ -31,7 +31,9 @@ import weakref
 
 import numpy as np
 
-from keras_scan import thresholds as thresholds_lib
+from keras_scan import exit_rule
+from keras_scan.batches import check_images, checked_batches
+from keras_scan.exit_rule import softmax
 
 DEFAULT_BATCH_SIZE = 256
 
@@ -46,7 +48,8 @@ _POOL_BYTES = 256 * 2**20
 # ---------------------------------------------------------------------------
 
 
-def _check_model(model, arg="model"):
+def check_model(model, arg="model"):
+    """Returns `model` if it is a `keras_scan.ScanModel`; ValueError naming `arg` if not."""
     needed = ("exit_names", "stage_models", "exit_info", "exit_model")
     if not all(hasattr(model, a) for a in needed):
         raise ValueError(
@@ -70,14 +73,6 @@ def _check_batch_size(batch_size, allow_none=False):
     return int(batch_size)
 
 
-def softmax(logits):
-    """Row-wise softmax in float32 (the one used by the search and the engine)."""
-    z = np.asarray(logits, dtype=np.float32)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return np.ascontiguousarray(e / e.sum(axis=-1, keepdims=True))
-
-
 def _resolve_thresholds(thresholds, k, measure, fallback):
     """(values (K,), measure, fallback) from a `Thresholds`, a sequence or a path."""
     if isinstance(thresholds, (str, os.PathLike)):
@@ -87,17 +82,17 @@ def _resolve_thresholds(thresholds, k, measure, fallback):
                 "`thresholds` must be a Thresholds, K floats or the path of a "
                 f"thresholds.json file. Received: thresholds={path!r} (no such file)"
             )
-        thresholds = thresholds_lib.Thresholds.load(path)
+        thresholds = exit_rule.Thresholds.load(path)
     if thresholds is None:
         raise ValueError(
             "`thresholds` is required: a keras_scan Thresholds (from "
             "`keras_scan.search_thresholds`), K floats in [0, 1] or a "
             "thresholds.json path. Received: thresholds=None"
         )
-    measure, fallback = thresholds_lib._resolve_rule(thresholds, measure, fallback)
+    measure, fallback = exit_rule.resolve_rule(thresholds, measure, fallback)
     values = (
         thresholds.values
-        if isinstance(thresholds, thresholds_lib.Thresholds)
+        if isinstance(thresholds, exit_rule.Thresholds)
         else thresholds
     )
     try:
@@ -112,7 +107,7 @@ def _resolve_thresholds(thresholds, k, measure, fallback):
             f"`thresholds` must hold one value per shallow exit of the model (K={k}); "
             f"got {n}. Received: thresholds={list(values)!r}"
         )
-    return thresholds_lib._as_thresholds(values, k), measure, fallback
+    return exit_rule.as_thresholds(values, k), measure, fallback
 
 
 # ---------------------------------------------------------------------------
@@ -198,160 +193,6 @@ def _plain_model(model):
 _PLAIN = weakref.WeakKeyDictionary()
 
 
-# ---------------------------------------------------------------------------
-# Iterating over data
-# ---------------------------------------------------------------------------
-
-
-def _is_tf_dataset(data):
-    return type(data).__module__.startswith("tensorflow") and hasattr(
-        data, "element_spec"
-    )
-
-
-def _is_py_dataset(data):
-    try:
-        import keras
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(data, keras.utils.PyDataset)
-
-
-def _split_element(element, where):
-    """(x, y or None) from a batch `x`, `(x,)`, `(x, y)` or `(x, y, sample_weight)`."""
-    if isinstance(element, dict):
-        raise ValueError(
-            f"{where} must yield images or (images, labels) tuples, not dicts. "
-            f"Received keys: {sorted(element)}"
-        )
-    if isinstance(element, (tuple, list)):
-        if not 1 <= len(element) <= 3:
-            raise ValueError(
-                f"{where} must yield (images, labels) pairs. Received: a "
-                f"{type(element).__name__} of length {len(element)}"
-            )
-        x = element[0]
-        y = element[1] if len(element) > 1 else None
-        return np.asarray(x), None if y is None else np.asarray(y)
-    return np.asarray(element), None
-
-
-def _iter_batches(data, y, batch_size, arg="data"):
-    """Yields `(images, labels or None)` numpy batches of `data`.
-
-    `data` may be an image array (with `y` or without), an `(x, y)` tuple, a
-    `tf.data.Dataset` (batched or not) or a `keras.utils.PyDataset`.
-    """
-    if _is_tf_dataset(data):
-        if y is not None:
-            raise ValueError(
-                f"`y` must be None when `{arg}` is a tf.data.Dataset (it yields the "
-                "labels). Received: y of type " + type(y).__name__
-            )
-        spec = data.element_spec
-        image_spec = spec[0] if isinstance(spec, (tuple, list)) else spec
-        rank = getattr(getattr(image_spec, "shape", None), "rank", None)
-        if rank == 3:
-            data = data.batch(batch_size)
-        elif rank != 4:
-            raise ValueError(
-                f"`{arg}` must be a tf.data.Dataset of images of rank 3 (unbatched) "
-                f"or 4 (batched), or of (image, label) pairs. Received: "
-                f"element_spec={spec}"
-            )
-        for element in data.as_numpy_iterator():
-            yield _split_element(element, f"`{arg}`")
-        return
-    if _is_py_dataset(data):
-        if y is not None:
-            raise ValueError(
-                f"`y` must be None when `{arg}` is a PyDataset (it yields the "
-                "labels). Received: y of type " + type(y).__name__
-            )
-        for i in range(len(data)):
-            yield _split_element(data[i], f"`{arg}`")
-        return
-    if isinstance(data, (tuple, list)):
-        if y is not None or len(data) not in (1, 2, 3):
-            raise ValueError(
-                f"`{arg}` must be images with `y`, or an (images, labels) tuple "
-                f"without `y`. Received: a {type(data).__name__} of length "
-                f"{len(data)} and y={'None' if y is None else 'given'}"
-            )
-        x, y = data[0], (data[1] if len(data) > 1 else None)
-    else:
-        x = data
-    try:
-        x = np.asarray(x)
-    except (TypeError, ValueError):
-        x = None
-    if x is None or x.ndim != 4 or not np.issubdtype(x.dtype, np.number):
-        raise ValueError(
-            f"`{arg}` must be images of shape (N, H, W, C), an (images, labels) "
-            "tuple, a tf.data.Dataset or a keras.utils.PyDataset. Received: "
-            + (
-                f"an array of shape {x.shape} and dtype {x.dtype}"
-                if x is not None
-                else f"{type(data).__name__}"
-            )
-        )
-    if y is not None:
-        y = np.asarray(y)
-        if y.shape[:1] != x.shape[:1]:
-            raise ValueError(
-                f"`y` must hold one label per image ({x.shape[0]}). Received: "
-                f"y of shape {y.shape}"
-            )
-    for start in range(0, x.shape[0], batch_size):
-        stop = start + batch_size
-        yield x[start:stop], None if y is None else y[start:stop]
-
-
-def _sparse_labels(labels, num_classes):
-    y = np.asarray(labels)
-    if y.ndim == 2 and y.shape[1] == 1:
-        y = y[:, 0]
-    elif y.ndim == 2 and y.shape[1] == num_classes:
-        y = np.argmax(y, axis=1)
-    if y.ndim != 1:
-        raise ValueError(
-            "Labels must be class indices of shape (N,) or one-hot of shape "
-            f"(N, {num_classes}). Received: labels of shape {y.shape}"
-        )
-    return y.astype(np.int64)
-
-
-def _check_images(x, model, where):
-    want = tuple(model.inputs[0].shape[1:])
-    got = tuple(x.shape[1:])
-    if x.ndim != 4 or any(w is not None and w != g for w, g in zip(want, got)):
-        raise ValueError(
-            f"{where} must be images of shape (N, {', '.join(map(str, want))}) to "
-            f"match the model's input. Received: shape {x.shape}"
-        )
-
-
-def _checked_batches(data, y, batch_size, model, arg, labels_needed):
-    """Yields checked, non-empty `(images, labels or None)` batches; raises if none."""
-    any_batch = False
-    for xb, yb in _iter_batches(data, y, batch_size, arg):
-        if xb.shape[0] == 0:
-            continue
-        _check_images(xb, model, f"`{arg}`")
-        if labels_needed and yb is None:
-            raise ValueError(
-                f"`{arg}` has no labels: pass (images, labels), `y=labels`, or a "
-                "dataset that yields (image, label) pairs."
-            )
-        any_batch = True
-        yield xb, (None if yb is None else _sparse_labels(yb, _num_classes(model)))
-    if not any_batch:
-        raise ValueError(
-            f"`{arg}` holds no samples (the data is empty); it must hold at least "
-            "one image."
-        )
-
-
 def _num_classes(model):
     return int(model.num_classes)
 
@@ -388,14 +229,14 @@ def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
         probs, labels, [i["macs"] for i in model.exit_info])
     ```
     """
-    _check_model(model)
+    check_model(model)
     batch_size = _check_batch_size(batch_size)
     runner = _runner(model)
     names = list(model.exit_names)
     chunks = [[] for _ in names]
     labels = []
     has_labels = None
-    for xb, yb in _checked_batches(
+    for xb, yb in checked_batches(
         data, y, batch_size, model, "data", labels_needed=False
     ):
         if has_labels is None:
@@ -416,11 +257,11 @@ class ScalableInference:
 
     The model's stages (`model.stage_models()`) run one after the other on a
     pool of images. After shallow exit `i` the rows whose confidence passes
-    `thresholds[i]` (`keras_scan.thresholds.should_exit`: threshold < 1 and
+    `thresholds[i]` (`keras_scan.exit_rule.should_exit`: threshold < 1 and
     confidence >= threshold) are answered by that exit; only the remaining rows
     are gathered and passed to stage `i + 1`. Rows no exit accepts are answered
     by the final exit (or the ensemble of all exits). The result equals
-    `keras_scan.thresholds.simulate_cascade` over all exits' probabilities.
+    `keras_scan.exit_rule.simulate_cascade` over all exits' probabilities.
     A pool holds up to 8 batches (fewer when the stage features of 8 would
     pass 256 MiB), and every stage runs its remaining rows in slices of
     `batch_size`: later stages run on full batches, not on the few rows
@@ -454,7 +295,7 @@ class ScalableInference:
     """
 
     def __init__(self, model, thresholds, measure=None, fallback=None):
-        _check_model(model)
+        check_model(model)
         self.model = model
         self.num_exits = len(model.exit_names)
         k = self.num_exits - 1
@@ -491,7 +332,7 @@ class ScalableInference:
                 "`images` must be a non-empty array of shape (N, H, W, C). "
                 f"Received: shape {x.shape}"
             )
-        _check_images(x, self.model, "`images`")
+        check_images(x, self.model, "`images`")
         state = self._new_state()
         parts = []
         pool = self._pool_rows(batch_size)
@@ -552,7 +393,7 @@ class ScalableInference:
                 p = softmax(logits)
                 r = rows[s : s + bs]
                 t = total[s : s + bs] + p if ensemble else None
-                take = thresholds_lib.should_exit(p, self.thresholds[i], self.measure)
+                take = exit_rule.should_exit(p, self.thresholds[i], self.measure)
                 answered = r[take]
                 preds[answered] = np.argmax(p[take], axis=1)
                 exits[answered] = i
@@ -660,7 +501,7 @@ def evaluate_scalable(
     """
     import keras
 
-    _check_model(model)
+    check_model(model)
     batch_size = _check_batch_size(batch_size)
     engine = ScalableInference(model, thresholds, measure=measure, fallback=fallback)
     plain = _runner(_plain_model(model))
@@ -673,7 +514,7 @@ def evaluate_scalable(
     warm = False
     pool = engine._pool_rows(batch_size)
     for xb, yb in _pooled(
-        _checked_batches(
+        checked_batches(
             x_or_dataset, y, batch_size, model, "x_or_dataset", labels_needed=True
         ),
         pool,

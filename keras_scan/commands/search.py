@@ -55,7 +55,9 @@ def _int_at_least(low):
 
 
 def add_parser(subparsers):
-    from keras_scan.thresholds import COSTS, DEFAULT_MARGIN, FALLBACKS, MEASURES
+    from keras_scan.cascade_eval import COSTS
+    from keras_scan.exit_rule import FALLBACKS, MEASURES
+    from keras_scan.threshold_search import DEFAULT_MARGIN
 
     p = subparsers.add_parser(
         "search",
