@@ -41,7 +41,6 @@ import numpy as np
 MODES = ("float32", "float16", "dynamic", "int8")
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
-SCHEMA_NAME = "manifest.schema.json"
 DEFAULT_CALIBRATION_SAMPLES = 300
 _FINAL_FILE = "full"
 
@@ -520,10 +519,6 @@ def _export_into(
             for i, key in enumerate(stage_keys)
         ]
         variant["evaluation"] = None
-        if test is not None:
-            variant["evaluation"] = _evaluate_variant(
-                folder, variant, test, keras_probs, rule, exit_costs
-            )
         variants[mode] = variant
 
     manifest = {
@@ -554,6 +549,14 @@ def _export_into(
     from keras_scan import runs
 
     runs.write_json(folder / MANIFEST, manifest)
+    if test is not None:
+        # Evaluated from the folder as written, by the Python cascade runtime.
+        for mode in modes:
+            variants[mode]["evaluation"] = _evaluate_variant(
+                folder, mode, test, keras_probs, rule, exit_costs
+            )
+        validate_manifest(manifest)
+        runs.write_json(folder / MANIFEST, manifest)
     # Temporary files and folders are private (0600/0700); an export is not.
     for path in folder.iterdir():
         path.chmod(0o644)
@@ -678,6 +681,20 @@ def _interpreter(path, num_threads=1):
     return Interpreter(model_path=str(path), num_threads=num_threads)
 
 
+def _scan_lite():
+    """The Python cascade runtime (`tflite/`): validates and evaluates exports."""
+    try:
+        import scan_lite
+        import scan_lite.manifest
+    except ImportError as e:
+        raise ImportError(
+            "keras_scan.export validates and evaluates what it writes with "
+            "scan_lite, the Python cascade runtime in the repository's tflite/ "
+            f"folder: `pip install ./tflite` (`make venv` does). ({e})"
+        ) from None
+    return scan_lite
+
+
 def describe_model(path):
     """Signatures of a .tflite file: inputs and outputs with dtype and quantization.
 
@@ -717,37 +734,6 @@ def _tensor_entry(name, detail):
     }
 
 
-def _to_input(x, tensor):
-    dtype = np.dtype(tensor["dtype"])
-    if tensor["scale"] == 0 or not np.issubdtype(dtype, np.integer):
-        return np.asarray(x, dtype)
-    info = np.iinfo(dtype)
-    q = np.round(np.asarray(x, np.float64) / tensor["scale"]) + tensor["zero_point"]
-    return np.clip(q, info.min, info.max).astype(dtype)
-
-
-def _from_output(q, tensor):
-    if tensor["scale"] == 0:
-        return np.asarray(q, np.float32)
-    return (
-        (np.asarray(q, np.float64) - tensor["zero_point"]) * tensor["scale"]
-    ).astype(np.float32)
-
-
-class _Signature:
-    """One signature of a .tflite file called on float inputs, float outputs."""
-
-    def __init__(self, path, key, description):
-        self.runner = _interpreter(path).get_signature_runner(key)
-        self.inputs = description["inputs"]
-        self.outputs = description["outputs"]
-
-    def __call__(self, **arrays):
-        feed = {n: _to_input(a, self.inputs[n]) for n, a in arrays.items()}
-        raw = self.runner(**feed)
-        return {n: _from_output(v, self.outputs[n]) for n, v in raw.items()}
-
-
 def _keras_probs(model, x):
     outputs = model.predict(x, batch_size=128, verbose=0)
     probs = []
@@ -759,21 +745,27 @@ def _keras_probs(model, x):
     return probs
 
 
-def _evaluate_variant(folder, variant, test, keras_probs, rule, exit_costs):
+def _evaluate_variant(folder, mode, test, keras_probs, rule, exit_costs):
+    """Test accuracy of one written variant, run by scan_lite as a phone runs it.
+
+    Every exit file on its own (against Keras' probabilities), then the
+    cascade file stage by stage with the manifest's exit rule.
+    """
     from keras_scan import thresholds as thresholds_lib
 
     x, y = test
+    cascade = _scan_lite().Cascade(folder, variant=mode, verify=False)
     exits = []
-    for i, entry in enumerate(variant["exits"]):
-        ((key, description),) = entry["signatures"].items()
-        run = _Signature(folder / entry["file"], key, description)
-        probs = np.concatenate(
-            [run(image=x[j : j + 1])["probs"] for j in range(len(x))]
+    for i, (name, reference) in enumerate(
+        zip(cascade.manifest["model"]["exit_names"], keras_probs)
+    ):
+        call = cascade.exit_model(i)
+        probs = np.stack(
+            [call(x[j : j + 1].astype(np.float32))[0] for j in range(len(x))]
         )
-        reference = keras_probs[i]
         exits.append(
             {
-                "name": entry["name"],
+                "name": name,
                 "accuracy": float(np.mean(probs.argmax(1) == y)),
                 "keras_accuracy": float(np.mean(reference.argmax(1) == y)),
                 "argmax_agreement": float(
@@ -782,19 +774,11 @@ def _evaluate_variant(folder, variant, test, keras_probs, rule, exit_costs):
                 "max_abs_diff": float(np.max(np.abs(probs - reference))),
             }
         )
-    cascade = variant["cascade"]
-    runners = [
-        _Signature(folder / cascade["file"], key, cascade["signatures"][key])
-        for key in sorted(cascade["signatures"], key=lambda k: int(k.split("_")[1]))
+    runs = [cascade.run_all(x[j]).stage_probs for j in range(len(x))]
+    stage_probs = [
+        np.clip(np.stack([r[s] for r in runs]), 0.0, 1.0)
+        for s in range(cascade.num_exits)
     ]
-    stage_probs = [[] for _ in runners]
-    for j in range(len(x)):
-        out = runners[0](image=x[j : j + 1])
-        stage_probs[0].append(out["probs"])
-        for s, run in enumerate(runners[1:], start=1):
-            out = run(features=out["features"])
-            stage_probs[s].append(out["probs"])
-    stage_probs = [np.clip(np.concatenate(p), 0.0, 1.0) for p in stage_probs]
     result = thresholds_lib.evaluate_thresholds(
         stage_probs,
         y,
@@ -825,92 +809,14 @@ def _evaluate_variant(folder, variant, test, keras_probs, rule, exit_costs):
 # ---------------------------------------------------------------------------
 
 
-def schema_path():
-    """Where `manifest.schema.json` is: the repository's `tflite/` or `scan_lite`."""
-    here = pathlib.Path(__file__).resolve().parents[1] / "tflite" / SCHEMA_NAME
-    if here.is_file():
-        return here
-    try:
-        import scan_lite
-
-        path = pathlib.Path(scan_lite.__file__).parent / SCHEMA_NAME
-        if path.is_file():
-            return path
-    except ImportError:
-        pass
-    raise FileNotFoundError(
-        f"Cannot find {SCHEMA_NAME}: looked in {here.parent} and in the installed "
-        "`scan_lite` package (`pip install ./tflite`)."
-    )
-
-
-def load_schema():
-    """The export manifest's JSON Schema (draft 2020-12) as a dict."""
-    with open(schema_path()) as f:
-        return json.load(f)
-
-
 def validate_manifest(manifest):
-    """Raises `ValueError` naming the first problem if `manifest` breaks the schema.
+    """Raises `ValueError` naming the first problem if `manifest` is not a valid export manifest.
 
-    Thresholds are checked first, whatever the schema says: JSON Schema's
-    `minimum`/`maximum` do not reject NaN (Python's json module reads it), and a
-    NaN threshold would silently disable early exit.
+    The one check every Python reader runs: scan_lite's (thresholds finite in
+    [0, 1] whatever validator is installed, `manifest.schema.json`, then what a
+    schema cannot say: counts match, every file is listed).
 
     Args:
         manifest: dict, a parsed `manifest.json`.
     """
-    import math
-
-    import jsonschema
-
-    values = manifest.get("thresholds", {}) if isinstance(manifest, dict) else {}
-    values = values.get("values") if isinstance(values, dict) else None
-    for i, value in enumerate(values if isinstance(values, list) else []):
-        if not (
-            isinstance(value, (int, float))
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and 0 <= value <= 1
-        ):
-            raise ValueError(
-                f"The export manifest's thresholds/values/{i} must be a finite "
-                f"number in [0, 1]. Received: {value!r}"
-            )
-    schema = load_schema()
-    validator = jsonschema.Draft202012Validator(schema)
-    errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.path))
-    if errors:
-        e = errors[0]
-        where = "/".join(str(p) for p in e.absolute_path) or "(root)"
-        raise ValueError(
-            f"The export manifest breaks {SCHEMA_NAME} at {where}: {e.message}"
-        )
-    _check_consistency(manifest)
-
-
-def _check_consistency(manifest):
-    """What JSON Schema cannot say: counts match, every file is listed."""
-    k = manifest["model"]["num_exits"]
-    problems = []
-    if len(manifest["labels"]) != manifest["model"]["num_classes"]:
-        problems.append("labels must have num_classes entries")
-    if len(manifest["thresholds"]["values"]) != k - 1:
-        problems.append("thresholds.values must have num_exits - 1 entries")
-    if len(manifest["exits"]) != k or len(manifest["stages"]) != k:
-        problems.append("exits and stages must have num_exits entries")
-    if manifest["default_variant"] not in manifest["variants"]:
-        problems.append("default_variant must be a key of variants")
-    for mode, variant in manifest["variants"].items():
-        if variant["mode"] != mode:
-            problems.append(f"variants.{mode}.mode must be {mode!r}")
-        named = [variant["cascade"]] + variant["exits"] + variant["stages"]
-        for entry in named:
-            if entry["file"] not in manifest["files"]:
-                problems.append(f"{entry['file']} is not listed in files")
-        if len(variant["exits"]) != k or len(variant["stages"]) != k:
-            problems.append(f"variants.{mode} must have num_exits exits and stages")
-        if len(variant["cascade"]["signatures"]) != k:
-            problems.append(f"variants.{mode}.cascade must have num_exits signatures")
-    if problems:
-        raise ValueError("The export manifest is inconsistent: " + "; ".join(problems))
+    _scan_lite().manifest.validate(manifest)

@@ -5,7 +5,7 @@ import pathlib
 import numpy as np
 
 from keras_scan.data.data_splits import DataSplits
-from keras_scan.data.resize import tf_fit
+from keras_scan.data.resize import tf_decode_image, tf_fit
 from keras_scan.data.tf_import import import_tf
 from keras_scan.data.validation_split import split_validation
 
@@ -56,12 +56,8 @@ def _check_images_decode(tf, paths, channels, spec):
 
 def _image_files_dataset(tf, paths, labels, size, channels):
     def load(path, label):
-        image = tf.io.decode_image(
-            tf.io.read_file(path), channels=channels, expand_animations=False
-        )
-        image.set_shape((None, None, channels))
-        image = tf_fit(tf, tf.cast(image, tf.float32), size)
-        return image, label
+        image = tf_decode_image(tf, tf.io.read_file(path), channels)
+        return tf_fit(tf, image, size), label
 
     ds = tf.data.Dataset.from_tensor_slices(
         (np.asarray(paths, dtype=str), np.asarray(labels, np.int32))

@@ -129,6 +129,30 @@ def tf_convert_channels(tf, image, channels):
     raise ValueError(f"Cannot convert images with {c} channels to {channels}.")
 
 
+def tf_decode_image(tf, contents, channels):
+    """Encoded image bytes (PNG, JPEG, BMP, GIF) -> float32 (H, W, `channels`).
+
+    Decoded in the file's own channels, then converted with the rule every
+    runtime uses (alpha dropped; grey repeated to RGB; RGB to grey as
+    0.2989 R + 0.5870 G + 0.1140 B). Asking the decoder for the channels
+    instead would turn RGB grey with libpng's other weights, before any resize.
+    """
+    image = tf.io.decode_image(contents, channels=0, expand_animations=False)
+    image = tf.cast(image, tf.float32)
+    has_colour = tf.shape(image)[-1] >= 3
+    image = tf.cond(has_colour, lambda: image[..., :3], lambda: image[..., :1])
+    if channels == 3:
+        image = tf.cond(has_colour, lambda: image, lambda: tf.tile(image, [1, 1, 3]))
+    else:
+        image = tf.cond(
+            has_colour,
+            lambda: tf.image.rgb_to_grayscale(image),
+            lambda: image,
+        )
+    image.set_shape((None, None, channels))
+    return image
+
+
 def tf_fit(tf, image, size):
     """Zero-pads (centred, even border) or resizes one float image to `size`."""
     th, tw = size

@@ -61,7 +61,9 @@ def read_image(path):
             ) from None
         try:
             with Image.open(path) as im:
-                if im.mode not in ("L", "RGB"):
+                if im.mode == "LA":  # grey with alpha: grey
+                    im = im.convert("L")
+                elif im.mode not in ("L", "RGB"):
                     im = im.convert("RGB")
                 image = np.asarray(im)
         except OSError as e:

@@ -206,15 +206,20 @@ def _minimal_check(m):
 
 
 def _check_consistency(m):
+    """What JSON Schema cannot say: counts agree, every file is listed."""
     k = m["model"]["num_exits"]
     _require(
-        len(m["labels"]) == m["model"]["num_classes"], "labels", "num_classes entries"
+        len(m["labels"]) == m["model"]["num_classes"],
+        "labels",
+        f"{m['model']['num_classes']} entries (model/num_classes)",
     )
     _require(
         len(m["thresholds"]["values"]) == k - 1,
         "thresholds/values",
         f"one value per shallow exit ({k - 1})",
     )
+    for key in ("exits", "stages"):
+        _require(len(m[key]) == k, key, f"{k} entries (model/num_exits)")
     _require(
         m["default_variant"] in m["variants"],
         "default_variant",
@@ -230,10 +235,13 @@ def _check_consistency(m):
             f"{where}/cascade/signatures",
             f"must be stage_0..stage_{k - 1}",
         )
-        for entry in [variant["cascade"], *variant["exits"], *variant["stages"]]:
+        named = [("cascade", variant["cascade"])]
+        for key in ("exits", "stages"):
+            named += [(f"{key}/{i}", e) for i, e in enumerate(variant[key])]
+        for path, entry in named:
             _require(
                 entry["file"] in m["files"],
-                f"{where}",
+                f"{where}/{path}/file",
                 f"{entry['file']!r} is not listed in files",
             )
 

@@ -96,9 +96,10 @@ def run_cascade_directly(path, x):
             scale, zero_point = detail["quantization"]
             if s == 0 and scale > 0:
                 info = np.iinfo(detail["dtype"])
-                value = np.clip(
-                    np.round(value / scale) + zero_point, info.min, info.max
-                )
+                # LiteRT's rounding (halves away from zero; pixels are whole here).
+                q = value / scale
+                q = np.sign(q) * np.floor(np.abs(q) + 0.5)
+                value = np.clip(q + zero_point, info.min, info.max)
             out = runner(**{name: np.asarray(value, detail["dtype"])})
             p_detail = runner.get_output_details()["probs"]
             p_scale, p_zero = p_detail["quantization"]
