@@ -75,7 +75,7 @@ def _probs(rng, n, c, k1):
 
 
 def exit_rule():
-    from keras_scan.thresholds import FALLBACKS, MEASURES, confidence, simulate_cascade
+    from keras_scan.exit_rule import FALLBACKS, MEASURES, confidence, simulate_cascade
 
     rng = np.random.default_rng(6)
     n, c, k1 = 120, 5, 4
@@ -104,7 +104,7 @@ def exit_rule():
                 )
     return {
         "format_version": FORMAT_VERSION,
-        "reference": "keras_scan.thresholds (confidence, simulate_cascade)",
+        "reference": "keras_scan.exit_rule (confidence, simulate_cascade)",
         "rule": (
             "the first shallow exit i with thresholds[i] < 1 and "
             "confidence(probs_i) >= thresholds[i] answers with argmax(probs_i); "
