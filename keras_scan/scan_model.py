@@ -5,13 +5,13 @@ import math
 import keras
 from keras import ops
 
-from keras_scan import distribute
+from keras_scan import distribute, losses
 from keras_scan.backbones import taps as taps_lib
 from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
 from keras_scan.layers.attention_module import KINDS as ATTENTIONS
 
 FINAL = "final"
-KD_LOSSES = ("kl_t2", "kl", "reverse_kl_t2", "reverse_kl")
+KD_LOSSES = losses.KD_LOSSES  # the distillation terms (`keras_scan.losses`)
 # How the distillation term joins an exit's cross-entropy (see `ScanModel`).
 KD_MIXES = ("convex", "add")
 TEACHERS = ("final", "ensemble")
@@ -154,10 +154,7 @@ class ScanModel(keras.Model):
             raise ValueError(
                 f"`teacher` must be one of {TEACHERS}. Received: teacher={teacher!r}"
             )
-        if kd_loss not in KD_LOSSES:
-            raise ValueError(
-                f"`kd_loss` must be one of {KD_LOSSES}. Received: kd_loss={kd_loss!r}"
-            )
+        losses.check_kd_loss(kd_loss)
         if kd_mix not in KD_MIXES:
             raise ValueError(
                 f"`kd_mix` must be one of {KD_MIXES}. Received: kd_mix={kd_mix!r}"
@@ -361,7 +358,7 @@ class ScanModel(keras.Model):
             students = self.exit_names
         else:
             teacher_logits = ops.stop_gradient(final_logits)
-            teacher_log_probs = ops.log_softmax(teacher_logits / T, axis=-1)
+            teacher_log_probs = losses.softened_log_probs(teacher_logits, T)
             students = self.exit_names[:-1]
         teacher_features = ops.stop_gradient(y_pred[f"{FINAL}_features"])
 
@@ -390,12 +387,9 @@ class ScanModel(keras.Model):
         def distilled(logits, ce):
             """`(1 - alpha) CE + alpha KD` (`kd_mix="add"`: `CE + alpha KD`)
             with the ramp's share of alpha."""
-            student_log_probs = ops.log_softmax(logits / T, axis=-1)
-            kd = weighted_mean(
-                _divergence(teacher_log_probs, student_log_probs, self.kd_loss)
+            kd = losses.distillation_loss(
+                teacher_log_probs, logits, T, self.kd_loss, reduce=weighted_mean
             )
-            if self.kd_loss.endswith("_t2"):
-                kd = kd * T**2
             alpha = self.alpha * ops.cast(self.distill_scale, kd.dtype)
             if self.kd_mix == "add":
                 return ce + alpha * kd
@@ -485,19 +479,6 @@ def resolve_attention(attention):
             f"Received: attention={attention!r}"
         )
     return attention
-
-
-def _divergence(teacher_log_probs, student_log_probs, kind):
-    """Per-example KL between the softened teacher and student distributions.
-
-    `"kl*"`: `KL(teacher || student)` (its student gradient is the soft
-    cross-entropy's); `"reverse_kl*"`: `KL(student || teacher)`.
-    """
-    if kind.startswith("reverse"):
-        p, q = student_log_probs, teacher_log_probs
-    else:
-        p, q = teacher_log_probs, student_log_probs
-    return ops.sum(ops.exp(p) * (p - q), axis=-1)
 
 
 def _check_number(name, value, low=None, high=None, low_open=False, integer=False):
