@@ -96,12 +96,14 @@ def _hook():
 
 
 if __name__ == "__main__":
-    from keras_scan import cli, training
+    from keras_scan import cli
+    from keras_scan.training import recipe
 
     if PAUSE.startswith("save:"):
         _pause_in_checkpoint_write(int(PAUSE.split(":")[1]))
     if PAUSE.startswith("backup:"):
         _pause_in_backup_write(int(PAUSE.split(":")[1]))
-    recipe_callbacks = training.recipe_callbacks
-    training.recipe_callbacks = lambda config: [*recipe_callbacks(config), _hook()]
+    # `train` calls `recipe.recipe_callbacks`: patched where it is defined.
+    recipe_callbacks = recipe.recipe_callbacks
+    recipe.recipe_callbacks = lambda config: [*recipe_callbacks(config), _hook()]
     sys.exit(cli.main(sys.argv[1:]))

@@ -173,7 +173,7 @@ def test_no_exits_baseline_on_an_image_folder(tmp_path, fashion_mnist):
     assert [e["name"] for e in result["exits"]] == ["final"]
     assert result["ensemble"] is None
     assert result["exits"][0]["accuracy"] > 0.5  # 3 easy classes; chance is 1/3
-    history = training._read_history(out / runs.HISTORY)
+    history = training.read_history(out / runs.HISTORY)
     assert [r["epoch"] for r in history] == ["0", "1", "2"]
 
 

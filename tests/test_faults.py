@@ -146,7 +146,7 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume(reference, tmp_p
     #    run had it.
     _kill_at(out, tmp_path / "first", "backup:0")
     assert not out.exists() and _leftovers(work) == []
-    history = training._read_history(work / runs.HISTORY)
+    history = training.read_history(work / runs.HISTORY)
     assert [int(r["epoch"]) for r in history] == [0]
     last = _weights(work / runs.LAST)
     assert _max_difference(last, _weights(ref / "end_0.npz"), skip=()) == 0.0
@@ -171,7 +171,7 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume(reference, tmp_p
     assert _max_difference(start, _weights(ref / "end_0.npz")) == 0.0
     (half,) = work.glob(".last.keras.*.tmp.keras")
     assert not zipfile.is_zipfile(half)
-    history = training._read_history(work / runs.HISTORY)
+    history = training.read_history(work / runs.HISTORY)
     assert [int(r["epoch"]) for r in history] == [0, 1, 2]  # written before
     epoch_1 = _weights(tmp_path / "third" / "end_1.npz")
     assert _max_difference(_weights(work / runs.LAST), epoch_1, skip=()) == 0.0
@@ -182,10 +182,10 @@ def test_sigkill_mid_epoch_and_mid_checkpoint_write_then_resume(reference, tmp_p
     assert _begun(tmp_path / "fourth") == ["begin_2.npz"]
     start = _weights(tmp_path / "fourth" / "begin_2.npz")
     assert _max_difference(start, epoch_1) == 0.0
-    final_history = training._read_history(out / runs.HISTORY)
+    final_history = training.read_history(out / runs.HISTORY)
     assert [int(r["epoch"]) for r in final_history] == [0, 1, 2]
     assert final_history[:2] == history[:2]  # the checkpointed epochs, as logged
-    reference_history = training._read_history(reference / "run" / runs.HISTORY)
+    reference_history = training.read_history(reference / "run" / runs.HISTORY)
     assert final_history[0] == reference_history[0]
 
     # A valid run folder: the files of the uninterrupted run, the same

@@ -133,13 +133,13 @@ def test_every_backbone_gets_the_recipes_batchnorm_momentum():
     for name in ("mobilenet_v2", "resnet50", "efficientnet_b0", "cifar_resnet18"):
         config = training.resolve_config({"backbone": name})
         model = training.make_model(config, 10)
-        momenta = {layer.momentum for layer in training._batchnorm_layers(model)}
+        momenta = {layer.momentum for layer in training.batchnorm_layers(model)}
         assert momenta == {0.9}, (name, momenta)
     # The registry builds the application as Keras ships it; None keeps that.
     kept = training.set_batchnorm_momentum(
         registry.build_backbone("mobilenet_v3_small", 32), None
     )
-    assert {layer.momentum for layer in training._batchnorm_layers(kept)} == {0.999}
+    assert {layer.momentum for layer in training.batchnorm_layers(kept)} == {0.999}
 
 
 def test_recalibrate_batchnorm_averages_the_batch_statistics():
@@ -363,7 +363,7 @@ def test_interrupted_training_resumes_with_the_same_weights(tmp_path):
     # Nothing half-written under RUN; the work folder holds epoch 1.
     assert not out.exists()
     assert (work / "backup").is_dir() and (work / runs.LAST).is_file()
-    assert len(training._read_history(work / runs.HISTORY)) == 1
+    assert len(training.read_history(work / runs.HISTORY)) == 1
 
     second = _Interrupt()
     result = training.train(out, epochs=2, callbacks=[second], verbose=0, **TINY)
@@ -383,7 +383,7 @@ def test_interrupted_training_resumes_with_the_same_weights(tmp_path):
     for name in (runs.MODEL, runs.LAST, runs.CONFIG, runs.HISTORY, runs.EVAL):
         assert (out / name).is_file(), name
     assert not (out / "backup").exists()
-    history = training._read_history(out / runs.HISTORY)
+    history = training.read_history(out / runs.HISTORY)
     assert [int(r["epoch"]) for r in history] == [0, 1]
     # 9 steps per epoch: the logged rate is the schedule's at each epoch start.
     schedule = training.learning_rate_schedule(result.config, 9)
@@ -407,7 +407,7 @@ def test_interrupted_training_resumes_with_the_same_weights(tmp_path):
     published = runs.load_model(out)
     moving = {
         _weight_index(published, w.path)
-        for layer in training._batchnorm_layers(published)
+        for layer in training.batchnorm_layers(published)
         for w in (layer.moving_mean, layer.moving_variance)
     }
     assert result.config["bn_recalibration"] > 0 and moving

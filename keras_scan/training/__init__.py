@@ -1,11 +1,125 @@
-"""keras_scan.training, moved into a package (its modules follow).
+"""Training: the SCAN paper's recipe, the run folder, per-exit evaluation.
 
-This step only moves `training.py` to `training/config.py` so its history
-follows; the package is that module until it is split.
+One concept per module:
+- `config`: the settings (`TrainingConfig`, `DEFAULTS`, `RECIPES`), their
+  checks, config files, comparing two configurations;
+- `schedule`: the optimizer (SGD, coupled weight decay), learning-rate
+  schedules and the warm-up;
+- `recipe`: batch-norm momentum and re-estimation, the distillation warm-up;
+- `model_factory`: the model a configuration describes, compiled;
+- `evaluation`: per-exit accuracy and costs, the plain-text table;
+- `run_folder`: the run folder's lifecycle (resume, checkpoints, history);
+- `trainer`: `train` itself and its input pipelines.
+
+Everything public is listed here; `keras_scan.training.X` is the name to use.
 """
 
-import sys
+from keras_scan.training.config import (
+    ARCHITECTURE,
+    ATTENTION_KINDS,
+    DEFAULTS,
+    DERIVED,
+    RECIPES,
+    TrainingConfig,
+    check_limit,
+    config_diff,
+    read_config_file,
+    resolve_config,
+)
+from keras_scan.training.evaluation import (
+    evaluate_model,
+    format_table,
+    predict_exits,
+)
+from keras_scan.training.model_factory import (
+    baseline_model,
+    compile_model,
+    make_model,
+)
+from keras_scan.training.recipe import (
+    DistillationWarmup,
+    batchnorm_layers,
+    finish_training,
+    recalibrate_batchnorm,
+    recipe_callbacks,
+    set_batchnorm_momentum,
+)
+from keras_scan.training.run_folder import (
+    BACKUP,
+    LOGS,
+    MONITOR,
+    RunCheckpoint,
+    read_history,
+    save_atomic,
+    work_folder,
+)
+from keras_scan.training.schedule import (
+    REFERENCE_BATCH_SIZE,
+    SCHEDULES,
+    Warmup,
+    learning_rate_schedule,
+    make_optimizer,
+    scaled_learning_rate,
+)
+from keras_scan.training.trainer import (
+    TrainingStopped,
+    TrainResult,
+    make_pipelines,
+    steps_per_epoch,
+    train,
+)
 
-from keras_scan.training import config as _module
+# Their names before the split, still used by tests/test_distribute.py and
+# benchmarks/distillation.py.
+_save_atomic = save_atomic
+_steps_per_epoch = steps_per_epoch
 
-sys.modules[__name__] = _module
+__all__ = [
+    # Configuration.
+    "TrainingConfig",
+    "DEFAULTS",
+    "RECIPES",
+    "DERIVED",
+    "ARCHITECTURE",
+    "ATTENTION_KINDS",
+    "read_config_file",
+    "resolve_config",
+    "check_limit",
+    "config_diff",
+    # Optimizer and schedules.
+    "REFERENCE_BATCH_SIZE",
+    "SCHEDULES",
+    "Warmup",
+    "scaled_learning_rate",
+    "learning_rate_schedule",
+    "make_optimizer",
+    # Recipe.
+    "DistillationWarmup",
+    "batchnorm_layers",
+    "set_batchnorm_momentum",
+    "recalibrate_batchnorm",
+    "recipe_callbacks",
+    "finish_training",
+    # Model.
+    "baseline_model",
+    "make_model",
+    "compile_model",
+    # Evaluation.
+    "predict_exits",
+    "evaluate_model",
+    "format_table",
+    # Run folder.
+    "BACKUP",
+    "LOGS",
+    "MONITOR",
+    "RunCheckpoint",
+    "work_folder",
+    "read_history",
+    "save_atomic",
+    # Training.
+    "TrainingStopped",
+    "TrainResult",
+    "make_pipelines",
+    "steps_per_epoch",
+    "train",
+]

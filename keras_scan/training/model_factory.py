@@ -1,0 +1,72 @@
+"""The model a training configuration describes, and how it is compiled."""
+
+import keras
+
+from keras_scan.backbones import registry
+from keras_scan.scan_model import FINAL, ScanModel
+from keras_scan.training.recipe import set_batchnorm_momentum
+
+
+def baseline_model(backbone, num_classes):
+    """The plain backbone with global average pooling and a dense classifier.
+
+    The `--no-exits` comparison point: the same backbone, trained with the same
+    recipe, without exits. Outputs logits.
+    """
+    x = backbone.outputs[0]
+    if len(x.shape) == 4:
+        x = keras.layers.GlobalAveragePooling2D(name=f"{FINAL}_pool")(x)
+    logits = keras.layers.Dense(num_classes, name=f"{FINAL}_logits")(x)
+    return keras.Model(backbone.inputs[0], logits, name=f"{backbone.name}_baseline")
+
+
+def make_model(config, num_classes):
+    """The model a configuration describes: a `ScanModel`, or the baseline."""
+    from keras_scan.builder import build
+
+    backbone = registry.build_backbone(
+        config["backbone"],
+        config["image_size"],
+        channels=config["channels"],
+        weights=config["weights"],
+        width=config["width"],
+    )
+    set_batchnorm_momentum(backbone, config["bn_momentum"])
+    if config["no_exits"]:
+        return baseline_model(backbone, num_classes)
+    try:
+        return build(
+            backbone,
+            num_classes,
+            exits=config["exits"],
+            head=config["head"],
+            attention=config["attention"],
+            distillation=config["distillation"],
+            alpha=config["alpha"],
+            temperature=config["temperature"],
+            beta=config["beta"],
+            kd_loss=config["kd_loss"],
+            kd_mix=config["kd_mix"],
+            teacher=config["teacher"],
+        )
+    except ValueError as e:
+        raise ValueError(
+            f"Cannot hang exits on backbone {config['backbone']!r} at "
+            f"image_size={config['image_size']} (exits={config['exits']!r}): {e}"
+        ) from None
+
+
+def compile_model(model, optimizer):
+    """Compiles a `ScanModel` (built-in loss) or the baseline (cross-entropy).
+
+    Both log `final_accuracy` / `val_final_accuracy`.
+    """
+    if isinstance(model, ScanModel):
+        model.compile(optimizer=optimizer, metrics=["accuracy"])
+    else:
+        model.compile(
+            optimizer=optimizer,
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            metrics=[keras.metrics.SparseCategoricalAccuracy(name=f"{FINAL}_accuracy")],
+        )
+    return model
