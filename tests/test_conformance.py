@@ -119,3 +119,90 @@ def test_committed_vectors_are_what_the_generator_writes(generator):
         "tflite/testdata/conformance/ is stale: run "
         ".venv/bin/python tflite/testdata/make_conformance.py and commit the files"
     )
+
+
+def _same_tensors(fresh, committed, where):
+    assert fresh.keys() == committed.keys(), where
+    for name, tensor in committed.items():
+        got = fresh[name]
+        assert {k: v for k, v in got.items() if k != "scale"} == {
+            k: v for k, v in tensor.items() if k != "scale"
+        }, f"{where}/{name}"
+        assert got["scale"] == pytest.approx(tensor["scale"], rel=1e-4), where
+
+
+def _same_model_file(fresh, committed, where):
+    assert fresh["file"] == committed["file"], where
+    assert fresh["signatures"].keys() == committed["signatures"].keys(), where
+    for key, sig in committed["signatures"].items():
+        for side in ("inputs", "outputs"):
+            _same_tensors(fresh["signatures"][key][side], sig[side], f"{where}/{key}")
+
+
+def test_golden_export_is_what_the_exporter_writes_today(tmp_path):
+    """Exports tflite/testdata/model.keras again with regenerate.py's settings.
+
+    The committed export (what scan_lite's and the Java tests run) and
+    expected.json must be what today's exporter writes; else rerun
+    `python tflite/testdata/regenerate.py`.
+    """
+    pytest.importorskip("tensorflow")
+    scan_lite = pytest.importorskip("scan_lite")
+    import keras
+
+    spec = importlib.util.spec_from_file_location(
+        "regenerate", TESTDATA / "regenerate.py"
+    )
+    regen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(regen)
+    committed = json.loads((regen.EXPORT / "manifest.json").read_text())
+    rule = committed["thresholds"]
+    model = keras.saving.load_model(regen.MODEL)
+    fresh = regen.export(
+        model,
+        regen.load_splits(),
+        exit_rule.Thresholds(
+            rule["values"], measure=rule["measure"], fallback=rule["fallback"]
+        ),
+        tmp_path / "export",
+    )
+    stale = "stale golden export: rerun python tflite/testdata/regenerate.py"
+    for key in (
+        "format_version",
+        "model",
+        "input",
+        "preprocessing",
+        "labels",
+        "thresholds",
+        "exits",
+        "stages",
+        "default_variant",
+    ):
+        assert fresh[key] == committed[key], f"{stale} ({key} differs)"
+    assert fresh["variants"].keys() == committed["variants"].keys(), stale
+    for mode, variant in committed["variants"].items():
+        new = fresh["variants"][mode]
+        where = f"variants/{mode}"
+        _same_model_file(new["cascade"], variant["cascade"], f"{where}/cascade")
+        for group in ("exits", "stages"):
+            assert len(new[group]) == len(variant[group]), f"{where}/{group}"
+            for i, (a, b) in enumerate(zip(new[group], variant[group])):
+                _same_model_file(a, b, f"{where}/{group}/{i}")
+        for a, b in zip(
+            new["evaluation"]["exits"], variant["evaluation"]["exits"], strict=True
+        ):
+            assert a["accuracy"] == pytest.approx(b["accuracy"], abs=0.01), where
+
+    # expected.json, which the runtimes replay, is what the fresh export answers.
+    expected = json.loads((TESTDATA / "expected.json").read_text())
+    images = np.load(TESTDATA / expected["images"])
+    for mode, recorded in expected["variants"].items():
+        cascade = scan_lite.Cascade(tmp_path / "export", variant=mode)
+        for image, case in zip(images, recorded["cases"], strict=True):
+            result = cascade.run_all(image)
+            assert result.label == case["label"], (mode, case)
+            assert result.exit_index == case["exit_index"], (mode, case)
+            for got, want in zip(result.stage_probs, case["stage_probs"], strict=True):
+                # int8: at most one step of the probabilities' scale (1/256).
+                tolerance = 1 / 256 + 1e-6 if mode == "int8" else 1e-4
+                np.testing.assert_allclose(got, want, atol=tolerance, err_msg=mode)

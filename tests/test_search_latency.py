@@ -362,9 +362,14 @@ def test_search_cost_latency_refusals(tiny, tmp_path, capsys):
         "float32",
         named=["`variant`='float32'"],
     )
-    # A table of another model (the test export has 3 exits but other MACs).
+    # A table of another model: 3 exits, other MACs (another architecture; a
+    # model of the same architecture has the same latencies, and is accepted).
     other = tmp_path / "other"
     shutil.copytree(TESTDATA_EXPORT, other)
+    manifest = json.loads((other / "manifest.json").read_text())
+    for entry in manifest["exits"]:
+        entry["macs"] += 1000
+    (other / "manifest.json").write_text(json.dumps(manifest))
     profile_lib.profile(other, "int8", warmup=0, repeats=2)
     refused(
         "--cost", "latency", "--export", str(other), named=["export of another model"]

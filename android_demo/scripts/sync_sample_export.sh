@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Copies the conformance export tflite/testdata/export (a tiny Fashion-MNIST SCAN model, int8 +
-# float32, ~450 KB) into the app's assets as its bundled sample. Any export folder written by
+# float32, ~330 KB) into the app's assets as its bundled sample. Any export folder written by
 # `keras-scan export` can be copied the same way: bash sync_sample_export.sh path/to/EXPORT
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"

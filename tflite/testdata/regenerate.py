@@ -11,7 +11,7 @@ What it does (seeded, so a rerun gives the same model on the same software):
    SCAN model with 2 shallow exits for 3 epochs (Adam) on 4,500 training images;
 2. sets each shallow exit's max_prob threshold to the 60th percentile of its
    confidence on 500 validation images (so every exit answers some images);
-3. exports it with `keras_scan.export` (int8 default variant + float32, int8
+3. saves it (model.keras) and exports it with `keras_scan.export` (int8 default variant + float32, int8
    calibrated on 300 training images, accuracy measured on 500 test images);
 4. picks up to 4 test images answered by each exit, whose decision is the same
    in Keras, float32 and int8 and whose confidence is not within 2/256 of a
@@ -38,6 +38,7 @@ from keras_scan import thresholds as thresholds_lib  # noqa: E402
 
 HERE = pathlib.Path(__file__).resolve().parent
 EXPORT = HERE / "export"
+MODEL = HERE / "model.keras"  # the trained model, so a test can export it again
 PER_EXIT = 4
 CANDIDATES = 500
 MARGIN = 2 / 256
@@ -60,7 +61,7 @@ def tiny_backbone():
 
 def train():
     keras.utils.set_random_seed(0)
-    splits = data.load_dataset("fashion_mnist", 32, limit=5000, seed=0)
+    splits = load_splits()
     model = keras_scan.build(tiny_backbone(), num_classes=10, name="scan_tiny_cnn")
     model.compile(
         optimizer=keras.optimizers.Adam(3e-3),
@@ -68,6 +69,27 @@ def train():
     )
     model.fit(*splits.train, batch_size=64, epochs=3, verbose=0)
     return model, splits
+
+
+def load_splits():
+    """The data the model was trained, calibrated and evaluated on."""
+    return data.load_dataset("fashion_mnist", 32, limit=5000, seed=0)
+
+
+def export(model, splits, thresholds, folder):
+    """The golden export's settings (`tests/test_conformance.py` reruns them)."""
+    return keras_scan.export(
+        model,
+        folder,
+        thresholds=thresholds,
+        quantize=["int8", "float32"],
+        representative_data=splits.train,
+        labels=splits.class_names,
+        test_data=splits.test,
+        eval_limit=500,
+        calibration_samples=300,
+        dataset="fashion_mnist",
+    )
 
 
 def probs_of(model, x):
@@ -121,18 +143,8 @@ def main():
     th = thresholds_lib.Thresholds(values, measure="max_prob", fallback="final")
     if EXPORT.exists():
         shutil.rmtree(EXPORT)
-    manifest = keras_scan.export(
-        model,
-        EXPORT,
-        thresholds=th,
-        quantize=["int8", "float32"],
-        representative_data=splits.train,
-        labels=splits.class_names,
-        test_data=splits.test,
-        eval_limit=500,
-        calibration_samples=300,
-        dataset="fashion_mnist",
-    )
+    model.save(MODEL)
+    manifest = export(model, splits, th, EXPORT)
 
     x_test, y_test = splits.test
     x = x_test[:CANDIDATES]

@@ -270,18 +270,23 @@ def test_requantization_between_stages_with_differing_scales(
         [c["stage_probs"] for c in expected["variants"]["float32"]["cases"]]
     )
 
+    int8_probs = np.asarray(
+        [c["stage_probs"] for c in expected["variants"]["int8"]["cases"]]
+    )
+    # How far the plain int8 export is from float32 at each stage.
+    plain = np.abs(int8_probs - float_probs).max(axis=(0, 2))
+
     def error(cascade):
         probs = np.asarray([cascade.run_all(x).stage_probs for x in images])
         return np.abs(probs - float_probs).max(axis=(0, 2))
 
     cascade = scan_lite.Cascade(export_copy, variant="int8", stage_files=stage_files)
     assert cascade.requantized_links == [1]
-    # The plain int8 export is within ~0.045 of float32 at every stage.
-    assert np.all(error(cascade) <= 0.06)
+    assert np.all(error(cascade) <= plain + 0.05), (error(cascade), plain)
     # Control: feeding stage_0's values unchanged is far off.
     monkeypatch.setattr(quant, "same_quantization", lambda src, dst: True)
     unconverted = scan_lite.Cascade(
         export_copy, variant="int8", stage_files=stage_files
     )
     assert unconverted.requantized_links == []
-    assert error(unconverted)[1:].max() > 0.2
+    assert np.any(error(unconverted)[1:] > plain[1:] + 0.2), (error(unconverted), plain)
