@@ -24,6 +24,10 @@ What replication changes, and what it does not:
 - The SCAN loss is a mean over the batch; on TensorFlow each replica returns
   its share (`1 / replicas`) as Keras' built-in losses do, because
   `tf.distribute` sums the replicas' gradients.
+- On TensorFlow with Keras 3.15, two fixes to Keras' TensorFlow trainer are
+  in force while the distribution is entered, and only then (see
+  `trainer_fix_status`): `fit` no longer draws an extra batch before the
+  first step, and multi-worker `fit` works (keras-team/keras#20585).
 
 Example:
 ```python
@@ -37,6 +41,8 @@ with keras_scan.distribution("data-parallel") as dist:
 import contextlib
 import json
 import os
+import re
+import warnings
 
 import keras
 
@@ -167,7 +173,6 @@ class Distribution:
     def _init_tf(self, devices):
         import tensorflow as tf
 
-        _fix_keras_tf_trainer()
         if self.mode == "multi-worker":
             self.environment = check_tf_config()
             strategy = tf.distribute.MultiWorkerMirroredStrategy()
@@ -196,15 +201,26 @@ class Distribution:
 
     # ---------------------------------------------------------------- scope
     def __enter__(self):
-        scope = self.engine.scope()
-        scope.__enter__()
+        if self.backend == "tensorflow":
+            _enter_trainer_fix()
+        try:
+            scope = self.engine.scope()
+            scope.__enter__()
+        except BaseException:
+            if self.backend == "tensorflow":
+                _exit_trainer_fix()
+            raise
         self._scopes.append(scope)
         _ACTIVE.append(self)
         return self
 
     def __exit__(self, *exc):
         _ACTIVE.remove(self)
-        return self._scopes.pop().__exit__(*exc)
+        try:
+            return self._scopes.pop().__exit__(*exc)
+        finally:
+            if self.backend == "tensorflow":
+                _exit_trainer_fix()
 
     def __repr__(self):
         return (
@@ -297,35 +313,114 @@ def scale_loss(loss):
 
 
 # ---------------------------------------------------------------------------
-# Keras 3.15 + tf.distribute
+# Keras 3.15 + tf.distribute: two fixes to Keras' TensorFlow trainer, in force
+# only inside `keras_scan.distribution(...)`
 # ---------------------------------------------------------------------------
 
-_FIXED = []
+# The Keras release (major, minor) whose TensorFlow trainer the fixes were
+# written for and measured on (`tests/test_distribute.py`). They replace
+# private Keras code, so on any other release nothing is replaced.
+TRAINER_FIX_KERAS = (3, 15)
+
+_trainer_fix = {"depth": 0, "originals": None, "warned": False}
 
 
-def _fix_keras_tf_trainer():
-    """Two fixes to Keras' TensorFlow trainer under tf.distribute (idempotent).
+def keras_version():
+    """`(major, minor)` of the installed Keras, e.g. `(3, 15)`."""
+    match = re.match(r"(\d+)\.(\d+)", keras.version())
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
 
-    1. Before the first step, `fit` pulls a batch from a fresh iterator of the
-       distributed dataset just to learn its shapes, and reduces it with
-       `strategy.reduce("MEAN", (x, y))`. Under MultiWorkerMirroredStrategy
-       that reduction raises (a nested structure of PerReplica values), and
-       under any strategy the extra iterator advances the reshuffle and
-       augmentation seeds, so epoch 1 trains on epoch 2's order. The fix builds
-       from the dataset's `element_spec` (only shapes are needed).
+
+def trainer_fix_status():
+    """`(applies, reason)`: whether `keras_scan.distribution` fixes Keras'
+    TensorFlow trainer in this process, and why (not)."""
+    if keras.backend.backend() != "tensorflow":
+        return False, "not the TensorFlow backend (the fixes are to its trainer)"
+    if keras_version() != TRAINER_FIX_KERAS:
+        wanted = ".".join(map(str, TRAINER_FIX_KERAS))
+        return False, (
+            f"written for Keras {wanted}.x, and Keras {keras.version()} is "
+            "installed: the fixes replace private code of Keras' TensorFlow "
+            "trainer, which another release may not have in the same form"
+        )
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    hooks = ("reduce_per_replica", "_collective_all_reduce_multi_worker")
+    if not hasattr(tf_trainer.TensorFlowTrainer, "_maybe_symbolic_build") or not all(
+        hasattr(tf_trainer, name) for name in hooks
+    ):
+        return False, "Keras' TensorFlow trainer lacks the functions they replace"
+    return True, f"Keras {keras.version()} on TensorFlow"
+
+
+def _enter_trainer_fix():
+    """Installs the fixes on the outermost entry (`_install_trainer_fixes`)."""
+    state = _trainer_fix
+    state["depth"] += 1
+    if state["depth"] > 1:
+        return
+    applies, reason = trainer_fix_status()
+    if applies:
+        state["originals"] = _install_trainer_fixes()
+    elif keras.backend.backend() == "tensorflow" and not state["warned"]:
+        state["warned"] = True
+        warnings.warn(
+            "keras_scan.distribution leaves Keras' TensorFlow trainer as it is: "
+            f"its two fixes were {reason}. Under tf.distribute `fit` may then "
+            "draw one extra batch before the first step (shifting the seeded "
+            "data order), and multi-worker `fit` may fail with 'Invalid "
+            "reduction dimension 0 for input with 0 dimensions' "
+            "(https://github.com/keras-team/keras/issues/20585).",
+            stacklevel=3,
+        )
+
+
+def _exit_trainer_fix():
+    """Restores Keras' own trainer when the outermost entry exits."""
+    state = _trainer_fix
+    state["depth"] -= 1
+    if state["depth"] == 0 and state["originals"] is not None:
+        _remove_trainer_fixes(state["originals"])
+        state["originals"] = None
+
+
+def _install_trainer_fixes():
+    """Two fixes to Keras' TensorFlow trainer under tf.distribute.
+
+    Installed while a `Distribution` is entered on Keras 3.15 (see
+    `trainer_fix_status`) and removed when it exits, so models trained
+    outside `keras_scan.distribution` run Keras' own trainer. Inside, they
+    apply to what keras_scan trains there: a `ScanModel`, and the plain
+    `--no-exits` baseline of `keras-scan train --distribute`.
+
+    1. Before the first step, `fit` (and `evaluate`) pull a batch from a fresh
+       iterator of the distributed dataset only to learn its shapes
+       (`TensorFlowTrainer._maybe_symbolic_build`), and average it with
+       `strategy.reduce("MEAN", (x, y), axis=None)`. Under
+       MultiWorkerMirroredStrategy that reduction raises (a nested structure
+       of PerReplica values), and under any strategy the extra iterator
+       advances the seeds of the reshuffle and augmentation, so epoch 1
+       trains on the order meant for epoch 2. The fix builds from the
+       dataset's `element_spec` (only shapes are needed). No upstream report
+       of this one was found.
     2. Under MultiWorkerMirroredStrategy, `fit` reduces its scalar logs with
-       `strategy.reduce("MEAN", v, axis=0)`, which raises "Invalid reduction
-       dimension 0 for input with 0 dimensions" (tensorflow/tensorflow#72388:
-       Keras 3 `fit` cannot train multi-worker at all). The fix averages the
-       scalars across workers (`axis=None`).
+       `strategy.reduce("MEAN", v, axis=0)` (`reduce_per_replica`, reduction
+       "auto"), which raises "Invalid reduction dimension 0 for input with 0
+       dimensions": Keras 3 `fit` cannot train multi-worker at all
+       (https://github.com/keras-team/keras/issues/20585, open;
+       https://github.com/tensorflow/tensorflow/issues/72388). The fix
+       averages the scalars across workers (`axis=None`).
     Both are measured against single-device training in
     `tests/test_distribute.py`.
+
+    Returns:
+        The replaced originals, for `_remove_trainer_fixes`.
     """
-    if _FIXED:
-        return
-    import tensorflow as tf
     from keras.src import tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_build = tf_trainer.TensorFlowTrainer.__dict__["_maybe_symbolic_build"]
+    original_reduce = tf_trainer.reduce_per_replica
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         if self._distribute_strategy is None:
@@ -347,11 +442,21 @@ def _fix_keras_tf_trainer():
             )
         return original_reduce(values, strategy, reduction)
 
-    original_build = tf_trainer.TensorFlowTrainer._maybe_symbolic_build
-    original_reduce = tf_trainer.reduce_per_replica
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
     tf_trainer.reduce_per_replica = reduce_per_replica
-    _FIXED.append(tf)
+    return original_build, original_reduce, _maybe_symbolic_build, reduce_per_replica
+
+
+def _remove_trainer_fixes(originals):
+    """Puts Keras' own functions back (unless someone replaced ours since)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original_build, original_reduce, fixed_build, fixed_reduce = originals
+    trainer = tf_trainer.TensorFlowTrainer
+    if trainer.__dict__.get("_maybe_symbolic_build") is fixed_build:
+        trainer._maybe_symbolic_build = original_build
+    if tf_trainer.reduce_per_replica is fixed_reduce:
+        tf_trainer.reduce_per_replica = original_reduce
 
 
 # ---------------------------------------------------------------------------

@@ -503,6 +503,57 @@ def test_saved_models_never_keep_synchronized_batchnorm(tmp_path):
     assert not any(layer.synchronized for layer in distribute.batch_norm_layers(loaded))
 
 
+def _keras_own_trainer():
+    """Whether Keras' TensorFlow trainer runs its own code (no fix installed)."""
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    build = tf_trainer.TensorFlowTrainer.__dict__["_maybe_symbolic_build"]
+    reduce = tf_trainer.reduce_per_replica
+    return build.__module__ == reduce.__module__ == tf_trainer.__name__
+
+
+@needs_tf
+def test_trainer_fixes_only_inside_the_distribution():
+    """Keras' trainer is replaced only while `keras_scan.distribution` is
+    entered (Keras 3.15), and restored on exit: a plain model trained in the
+    same process before or after runs Keras' own trainer."""
+    applies, reason = distribute.trainer_fix_status()
+    assert applies == (distribute.keras_version() == (3, 15)), reason
+    inputs = keras.Input((4,))
+    plain = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    plain.compile(optimizer="sgd", loss="mse")
+    xy = (np.ones((8, 4), "float32"), np.zeros((8, 2), "float32"))
+    assert _keras_own_trainer()
+    dist = keras_scan.distribution("data-parallel")  # creating it changes nothing
+    assert _keras_own_trainer()
+    with dist:
+        assert _keras_own_trainer() is not applies
+        with dist:  # re-entered: the outer entry keeps the fixes
+            pass
+        assert _keras_own_trainer() is not applies
+    assert _keras_own_trainer()
+    plain.fit(*xy, epochs=1, verbose=0)
+    assert plain._maybe_symbolic_build.__func__.__module__.startswith("keras.")
+    # A failed entry leaves nothing installed.
+    broken = keras_scan.distribution("data-parallel")
+    broken.engine = None
+    with pytest.raises(AttributeError):
+        broken.__enter__()
+    assert _keras_own_trainer() and distribute.current() is None
+
+
+@needs_tf
+def test_trainer_fixes_are_not_applied_to_another_keras(monkeypatch):
+    monkeypatch.setattr(keras, "version", lambda: "3.99.0")
+    applies, reason = distribute.trainer_fix_status()
+    assert not applies and "Keras 3.99.0" in reason and "3.15" in reason
+    monkeypatch.setitem(distribute._trainer_fix, "warned", False)
+    with pytest.warns(UserWarning, match="keras/issues/20585"):
+        with keras_scan.distribution("data-parallel"):
+            assert _keras_own_trainer()
+    assert _keras_own_trainer()
+
+
 def test_scale_loss_is_identity_without_replicas():
     assert float(distribute.scale_loss(keras.ops.convert_to_tensor(3.0))) == 3.0
 
