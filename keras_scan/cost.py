@@ -60,6 +60,8 @@ import warnings
 import keras
 import numpy as np
 
+from keras_scan import graph as graph_lib
+
 __all__ = [
     "LayerCost",
     "count_macs",
@@ -340,16 +342,7 @@ def _op_macs(op, inputs, outputs, ctx, where):
 
 def _is_graph_model(obj):
     """True for a functional model or a sequential model with a known input."""
-    if isinstance(obj, keras.Sequential):
-        return getattr(obj, "_functional", None) is not None
-    return isinstance(obj, keras.Model) and hasattr(obj, "_nodes_by_depth")
-
-
-def _graph(model):
-    """The functional graph of `model` (a sequential model's inner functional)."""
-    if isinstance(model, keras.Sequential):
-        return model._functional
-    return model
+    return graph_lib.functional_graph(obj) is not None
 
 
 def _check_model(model):
@@ -366,12 +359,6 @@ def _check_model(model):
         )
 
 
-def _nodes(graph):
-    """Nodes of a functional graph in topological order (inputs first)."""
-    by_depth = graph._nodes_by_depth
-    return [n for depth in sorted(by_depth, reverse=True) for n in by_depth[depth]]
-
-
 def _same_shapes(refs, tensors):
     return len(refs) == len(tensors) and all(
         tuple(r.shape)[1:] == tuple(t.shape)[1:] for r, t in zip(refs, tensors)
@@ -386,7 +373,7 @@ def _calls(graph, input_tensors=None):
     propagated again with each operation's `compute_output_spec`, which leaves the
     model untouched.
     """
-    nodes = _nodes(graph)
+    nodes = graph_lib.topological_nodes(graph)
     if input_tensors is None or _same_shapes(graph.inputs, input_tensors):
         for node in nodes:
             yield node, list(node.input_tensors), list(node.outputs)
@@ -423,7 +410,9 @@ def _shape_of(outputs):
 def _graph_costs(model, input_tensors, prefix, ctx, count_params=True):
     """Costs of every call in `model`'s graph, nested models expanded."""
     costs = []
-    for node, inputs, outputs in _calls(_graph(model), input_tensors):
+    for node, inputs, outputs in _calls(
+        graph_lib.functional_graph(model), input_tensors
+    ):
         op = node.operation
         name = prefix + getattr(op, "name", type(op).__name__)
         if _is_graph_model(op):
@@ -479,8 +468,9 @@ def node_macs(node):
     sum of its layers, counted with the shapes of this call.
 
     Args:
-        node: a Keras `Node`, e.g. one of `model._nodes_by_depth[d]` or
-            `layer._inbound_nodes[i]`.
+        node: a Keras `Node`, e.g. one of
+            `keras_scan.graph.topological_nodes(model)` or
+            `keras_scan.graph.producer(tensor)`.
 
     Returns:
         int. The multiply-accumulates of the call.
@@ -585,7 +575,7 @@ def macs_to_tensors(model):
     """
     _check_model(model)
     ctx = _Context()
-    nodes = _nodes(_graph(model))
+    nodes = graph_lib.topological_nodes(model)
     index = {id(n): i for i, n in enumerate(nodes)}
     macs = np.zeros(len(nodes), dtype=np.int64)
     ancestors = np.zeros((len(nodes), len(nodes)), dtype=bool)
@@ -628,11 +618,8 @@ def peak_activation_bytes(model, bytes_per_element=4):
     from keras_scan.backbones.taps import check_functional
 
     check_functional(model, "model")
-    nodes = _nodes(model)
-    consumers = {}
-    for node in nodes:
-        for t in node.input_tensors:
-            consumers[id(t)] = consumers.get(id(t), 0) + 1
+    nodes = graph_lib.topological_nodes(model)
+    consumers = graph_lib.tensor_uses(model)
     for t in model.outputs:
         consumers[id(t)] = consumers.get(id(t), 0) + 1
 

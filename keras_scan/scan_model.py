@@ -5,7 +5,7 @@ import math
 import keras
 from keras import ops
 
-from keras_scan import distribute, losses
+from keras_scan import distribute, graph, losses
 from keras_scan.backbones import taps as taps_lib
 from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
 from keras_scan.layers.attention_module import KINDS as ATTENTIONS
@@ -27,9 +27,7 @@ def _final_classifier(backbone, feature_map, num_classes):
     """
     output = backbone.outputs[0]
     if len(output.shape) == 2:
-        node = output._keras_history.operation._inbound_nodes[
-            output._keras_history.node_index
-        ]
+        node = graph.producer(output)
         layer = node.operation
         if isinstance(layer, keras.layers.Dense) and len(node.input_tensors) == 1:
             features = node.input_tensors[0]
@@ -41,9 +39,7 @@ def _final_classifier(backbone, feature_map, num_classes):
                 dense.build(features.shape)
                 dense.set_weights(layer.get_weights())
             return features, dense
-        if output._keras_history.operation is not None and not isinstance(
-            layer, keras.layers.Dense
-        ):
+        if layer is not None and not isinstance(layer, keras.layers.Dense):
             # e.g. `include_top=False, pooling="avg"`: the output is pre-logit.
             if _is_pooled(feature_map.tensor, output):
                 return output, keras.layers.Dense(num_classes, name="final_logits")
@@ -52,9 +48,7 @@ def _final_classifier(backbone, feature_map, num_classes):
 
 
 def _is_pooled(feature_tensor, output):
-    node = output._keras_history.operation._inbound_nodes[
-        output._keras_history.node_index
-    ]
+    node = graph.producer(output)
     return any(t is feature_tensor for t in node.input_tensors)
 
 

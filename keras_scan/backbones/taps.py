@@ -15,6 +15,8 @@ import re
 
 import keras
 
+from keras_scan import graph
+
 # Layers that only move pixels around: their outputs are cut points of a
 # different size from the stage they sit in (MobileNet's `block_6_pad`), so
 # they are never taps.
@@ -81,7 +83,7 @@ def check_functional(model, arg_name="model"):
             f"`{arg_name}` must be a functional `keras.Model`. Received: "
             f"{arg_name}={model!r} of type {type(model).__name__}"
         )
-    if not hasattr(model, "_nodes_by_depth") or isinstance(model, keras.Sequential):
+    if isinstance(model, keras.Sequential) or graph.functional_graph(model) is None:
         kind = "Sequential" if isinstance(model, keras.Sequential) else "subclassed"
         raise TypeError(
             f"`{arg_name}` must be a functional Keras model (built with "
@@ -104,13 +106,6 @@ def check_functional(model, arg_name="model"):
         )
 
 
-def _topological_nodes(model):
-    nodes = []
-    for depth in sorted(model._nodes_by_depth, reverse=True):
-        nodes.extend(model._nodes_by_depth[depth])
-    return nodes
-
-
 def cut_points(model):
     """All 4D cut points of a functional model, in topological order.
 
@@ -123,11 +118,8 @@ def cut_points(model):
     from keras_scan import cost
 
     check_functional(model)
-    nodes = _topological_nodes(model)
-    consumers = {}
-    for node in nodes:
-        for t in node.input_tensors:
-            consumers[id(t)] = consumers.get(id(t), 0) + 1
+    nodes = graph.topological_nodes(model)
+    consumers = graph.tensor_uses(model)
     for t in model.outputs:
         consumers[id(t)] = consumers.get(id(t), 0) + 1
 
@@ -217,10 +209,10 @@ def _is_pointwise(layer):
 
 def _feeds(previous, tap):
     """Whether `tap` is computed from `previous` alone by one pointwise layer."""
-    operation, node_index, _ = tap.tensor._keras_history
-    if not _is_pointwise(operation):
+    node = graph.producer(tap.tensor)
+    if not _is_pointwise(node.operation):
         return False
-    inputs = operation._inbound_nodes[node_index].input_tensors
+    inputs = node.input_tensors
     return len(inputs) == 1 and inputs[0] is previous.tensor
 
 

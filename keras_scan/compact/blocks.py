@@ -10,6 +10,7 @@ import math
 
 import keras
 
+from keras_scan import graph
 from keras_scan.backbones import taps as taps_lib
 
 CANDIDATES = ("keep", "width_0.5", "width_0.25", "sepconv", "drop")
@@ -89,10 +90,10 @@ def _stride(in_shape, out_shape):
 def graph_nodes(backbone):
     """The nodes of `backbone` in topological order (positions as in `Block`).
 
-    The one place the compact package reads the graph order that
-    `keras_scan.backbones.taps` computes for its cut points.
+    The one place the compact package reads the graph order, the same
+    `keras_scan.backbones.taps` numbers its cut points by.
     """
-    return taps_lib._topological_nodes(backbone)
+    return graph.topological_nodes(backbone)
 
 
 def find_blocks(backbone):

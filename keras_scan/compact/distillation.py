@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_scan import losses
+from keras_scan import graph, losses
 from keras_scan.scan_model import FINAL, ScanModel
 
 
@@ -168,7 +168,7 @@ def output_kind(model):
     out = model.outputs[0]
     if len(out.shape) != 2:
         return "features"
-    layer = out._keras_history.operation
+    layer = graph.producer(out).operation
     activation = getattr(layer, "activation", None)
     if isinstance(layer, keras.layers.Softmax) or (
         activation is not None and getattr(activation, "__name__", "") == "softmax"

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_scan import graph
 from keras_scan.compact import blocks as blocks_lib
 from keras_scan.scan_model import ScanModel
 
@@ -125,10 +126,9 @@ def _chain(tensor, stop):
     """Operations from `stop` to `tensor` along single-input nodes, or `None`."""
     chain = []
     while tensor is not stop:
-        history = getattr(tensor, "_keras_history", None)
-        if history is None or history.operation is None:
+        node = graph.producer(tensor)
+        if node is None:
             return None
-        node = history.operation._inbound_nodes[history.node_index]
         if len(node.input_tensors) != 1:
             return None
         chain.append(node.operation)

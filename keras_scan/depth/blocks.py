@@ -19,6 +19,7 @@ import re
 import keras
 import numpy as np
 
+from keras_scan import graph
 from keras_scan.backbones import registry
 from keras_scan.backbones import taps as taps_lib
 from keras_scan.backbones.cifar_resnet import cifar_resnet
@@ -108,21 +109,16 @@ def residual_blocks(backbone, blocks=None):
     return sorted((by_name[b] for b in blocks), key=lambda t: t.position)
 
 
-def _producer(tensor):
-    history = tensor._keras_history
-    return history.operation._inbound_nodes[history.node_index]
-
-
 def _residual_add(tensor):
     """The merge node (`Add`) a block output comes from, through activations."""
-    node = _producer(tensor)
+    node = graph.producer(tensor)
     for _ in range(4):
         op = node.operation
         if isinstance(op, keras.layers.Add) or type(op).__name__ == "Add":
             return node
         if len(node.input_tensors) != 1:
             return None
-        node = _producer(node.input_tensors[0])
+        node = graph.producer(node.input_tensors[0])
     return None
 
 
@@ -154,15 +150,15 @@ def warm_start_block(model_input, tap):
         else (b, a)
     )
     done = {}
-    bn = _producer(branch).operation
+    bn = graph.producer(branch).operation
     if isinstance(bn, keras.layers.BatchNormalization) and bn.gamma is not None:
         bn.gamma.assign(np.zeros(bn.gamma.shape, bn.gamma.dtype))
         bn.beta.assign(np.zeros(bn.beta.shape, bn.beta.dtype))
         done["zero_gamma"] = bn.name
-    sc_node = _producer(shortcut)
+    sc_node = graph.producer(shortcut)
     sc_bn = sc_node.operation
     if isinstance(sc_bn, keras.layers.BatchNormalization):
-        conv = _producer(sc_node.input_tensors[0]).operation
+        conv = graph.producer(sc_node.input_tensors[0]).operation
         if (
             isinstance(conv, keras.layers.Conv2D)
             and tuple(conv.kernel_size) == (1, 1)

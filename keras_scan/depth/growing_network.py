@@ -30,6 +30,7 @@ heads start fresh.
 import keras
 import numpy as np
 
+from keras_scan import graph
 from keras_scan.backbones import taps as taps_lib
 from keras_scan.depth.blocks import residual_blocks, warm_start_block
 from keras_scan.depth.checks import check_int
@@ -76,16 +77,6 @@ def _transfer_scan_head(old, new):
     ):
         dst.set_weights(src.get_weights())
     return True
-
-
-def _tensor_uses(model):
-    """How many calls of `model`'s graph read each tensor (keyed by `id`)."""
-    uses = {}
-    for nodes in model._nodes_by_depth.values():
-        for node in nodes:
-            for t in node.input_tensors:
-                uses[id(t)] = uses.get(id(t), 0) + 1
-    return uses
 
 
 class GrowingNetwork:
@@ -206,7 +197,7 @@ class GrowingNetwork:
             return self.blocks[depth - 1].tensor
         # The stem output: the last cut point before block 1 that forks (feeds
         # the residual branch and the shortcut of block 1).
-        uses = _tensor_uses(self.backbone)
+        uses = graph.tensor_uses(self.backbone)
         points = taps_lib.cut_points(self.backbone)
         before = [
             t
