@@ -372,7 +372,7 @@ def test_failure_mid_export_leaves_nothing(tiny_model, tmp_path, monkeypatch):
         written.append(pathlib.Path(path))
         raise RuntimeError("injected failure")
 
-    monkeypatch.setattr(export_lib.exporter, "describe_model", failing_describe)
+    monkeypatch.setattr(export_lib.litert, "describe_model", failing_describe)
     parent = tmp_path / "exports"
     old = parent / "old"
     old.mkdir(parents=True)

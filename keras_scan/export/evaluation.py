@@ -1,0 +1,76 @@
+"""Evaluation of a written export: every file run by scan_lite, batch 1, as a phone runs it."""
+
+import numpy as np
+
+from keras_scan.export import manifest as manifest_lib
+
+
+def keras_probabilities(model, x):
+    """Per exit, Keras' softmax probabilities of `x` (float64: the reference)."""
+    outputs = model.predict(x, batch_size=128, verbose=0)
+    probs = []
+    for name in model.exit_names:
+        logits = np.asarray(outputs[name], np.float64)
+        logits = logits - logits.max(axis=1, keepdims=True)
+        e = np.exp(logits)
+        probs.append(e / e.sum(axis=1, keepdims=True))
+    return probs
+
+
+def evaluate_variant(folder, mode, test, keras_probs, rule, exit_costs):
+    """Test accuracy of one written variant, run by scan_lite as a phone runs it.
+
+    Every exit file on its own (against Keras' probabilities), then the
+    cascade file stage by stage with the manifest's exit rule.
+    """
+    from keras_scan import thresholds as thresholds_lib
+
+    x, y = test
+    cascade = manifest_lib.load_scan_lite().Cascade(folder, variant=mode, verify=False)
+    exits = []
+    for i, (name, reference) in enumerate(
+        zip(cascade.manifest["model"]["exit_names"], keras_probs)
+    ):
+        call = cascade.exit_model(i)
+        probs = np.stack(
+            [call(x[j : j + 1].astype(np.float32))[0] for j in range(len(x))]
+        )
+        exits.append(
+            {
+                "name": name,
+                "accuracy": float(np.mean(probs.argmax(1) == y)),
+                "keras_accuracy": float(np.mean(reference.argmax(1) == y)),
+                "argmax_agreement": float(
+                    np.mean(probs.argmax(1) == reference.argmax(1))
+                ),
+                "max_abs_diff": float(np.max(np.abs(probs - reference))),
+            }
+        )
+    runs = [cascade.run_all(x[j]).stage_probs for j in range(len(x))]
+    stage_probs = [
+        np.clip(np.stack([r[s] for r in runs]), 0.0, 1.0)
+        for s in range(cascade.num_exits)
+    ]
+    result = thresholds_lib.evaluate_thresholds(
+        stage_probs,
+        y,
+        rule["values"],
+        [e["macs"] for e in exit_costs],
+        full_macs=exit_costs[-1]["standalone_macs"],
+        measure=rule["measure"],
+        fallback=rule["fallback"],
+    )
+    speedup = result["speedup"]
+    return {
+        "split": "test",
+        "num_samples": int(len(x)),
+        "exits": exits,
+        "cascade": {
+            "accuracy": float(result["accuracy"]),
+            "exit_shares": [float(s) for s in result["exit_shares"]],
+            "stage_accuracy": [float(np.mean(p.argmax(1) == y)) for p in stage_probs],
+            "mean_macs": float(result["mean_macs"]),
+            # vs the plain backbone (the final exit alone), as in the search.
+            "speedup": None if speedup is None else float(speedup),
+        },
+    }
