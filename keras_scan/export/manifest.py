@@ -6,7 +6,6 @@ what it holds. Key order is part of what is written (readers diff it).
 """
 
 import datetime
-import hashlib
 
 import numpy as np
 
@@ -191,11 +190,8 @@ def _stage_costs(model):
 
 
 def sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex SHA-256 of a written file: scan_lite's, which verifies it on load."""
+    return load_scan_lite().manifest.sha256(path)
 
 
 # ---------------------------------------------------------------------------
