@@ -15,12 +15,12 @@ into place), so an interrupted command never leaves a half-written file behind.
 """
 
 import json
-import math
 import pathlib
 import zipfile
 import zlib
 
 from keras_scan import files
+from keras_scan.commands.arguments import is_int, is_number
 from keras_scan.files import atomic_folder  # noqa: F401  (run and export folders)
 
 MODEL = "model.keras"
@@ -78,34 +78,25 @@ def load_json(path, arg="run"):
     )
 
 
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return (
-        isinstance(value, (int, float))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-
-
 # Keys every command reads from config.json (re-creating the data splits), with
-# the check each must pass: (requirement, test).
+# the check each must pass: (requirement, test). The same predicates as
+# `keras_scan.training.TrainingConfig` (`keras_scan.commands.arguments`), but
+# not its checks: config.json is also written by `grow` and `compress`, whose
+# runs hold other keys, and only what the data splits need is checked here.
 _CONFIG_KEYS = {
     "dataset": ("a dataset spec", lambda v: isinstance(v, str) and bool(v)),
-    "image_size": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
+    "image_size": ("an int >= 1", lambda v: is_int(v) and v >= 1),
 }
 _OPTIONAL_CONFIG_KEYS = {
-    "channels": ("1 or 3", lambda v: _is_int(v) and v in (1, 3)),
+    "channels": ("1 or 3", lambda v: is_int(v) and v in (1, 3)),
     "val_fraction": (
         "a number strictly between 0 and 1",
-        lambda v: _is_number(v) and 0 < v < 1,
+        lambda v: is_number(v) and 0 < v < 1,
     ),
-    "seed": ("an int", _is_int),
-    "limit": ("null or an int >= 2", lambda v: v is None or (_is_int(v) and v >= 2)),
-    "batch_size": ("an int >= 1", lambda v: _is_int(v) and v >= 1),
-    "num_classes": ("an int >= 2", lambda v: _is_int(v) and v >= 2),
+    "seed": ("an int", is_int),
+    "limit": ("null or an int >= 2", lambda v: v is None or (is_int(v) and v >= 2)),
+    "batch_size": ("an int >= 1", lambda v: is_int(v) and v >= 1),
+    "num_classes": ("an int >= 2", lambda v: is_int(v) and v >= 2),
     "no_exits": ("true or false", lambda v: isinstance(v, bool)),
 }
 

@@ -1,7 +1,8 @@
 """`keras-scan compress RUN --budget-flops F --out RUN2`: a compact student run."""
 
 import argparse
-import math
+
+from keras_scan.commands import arguments
 
 EXAMPLE = """\
 examples:
@@ -16,36 +17,6 @@ folder (model.keras, config.json with `compressed_from`) plus
 compress_report.json: teacher vs student MACs, parameters, accuracy per exit,
 and the choice made for every block. RUN2 is written atomically.
 """
-
-
-def _fraction(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not (math.isfinite(value) and 0 < value < 1):
-        raise argparse.ArgumentTypeError(
-            f"must be a fraction of the teacher strictly between 0 and 1 "
-            f"(e.g. 0.5). Received: {text}"
-        )
-    return value
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an int: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {text}")
-    return value
-
-
-def _positive_int(text):
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1. Received: {text}")
-    return value
 
 
 def _names(values):
@@ -70,16 +41,19 @@ def add_parser(subparsers):
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("run", metavar="RUN", help="teacher run folder (with model.keras)")
+    share = arguments.fraction(
+        "a fraction of the teacher strictly between 0 and 1 (e.g. 0.5)"
+    )
     budget = p.add_mutually_exclusive_group(required=True)
     budget.add_argument(
         "--budget-flops",
-        type=_fraction,
+        type=share,
         metavar="F",
         help="student backbone MACs <= F x the teacher's, 0 < F < 1",
     )
     budget.add_argument(
         "--budget-params",
-        type=_fraction,
+        type=share,
         metavar="F",
         help="student backbone parameters <= F x the teacher's, 0 < F < 1",
     )
@@ -87,21 +61,21 @@ def add_parser(subparsers):
     p.add_argument("--overwrite", action="store_true", help="replace RUN2")
     p.add_argument(
         "--epochs-blockwise",
-        type=_non_negative_int,
+        type=arguments.int_at_least(0),
         default=1,
         metavar="N",
         help="epochs of block-wise feature distillation (default 1)",
     )
     p.add_argument(
         "--epochs-finetune",
-        type=_non_negative_int,
+        type=arguments.int_at_least(0),
         default=2,
         metavar="N",
         help="epochs of end-to-end logit distillation (default 2)",
     )
     p.add_argument(
         "--limit",
-        type=_positive_int,
+        type=arguments.int_at_least(1),
         default=None,
         metavar="N",
         help="use at most N images of each split (seeded choice), for quick runs",
@@ -121,13 +95,13 @@ def add_parser(subparsers):
         help="candidates never used (drop, sepconv, width_0.5, width_0.25), or "
         "BLOCK:CANDIDATE for one block",
     )
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--batch-size", type=arguments.int_at_least(1), default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.5, help="KL weight vs CE")
     p.add_argument(
         "--probe-batches",
-        type=_positive_int,
+        type=arguments.int_at_least(1),
         default=20,
         metavar="N",
         help="batches each candidate is distilled for before the allocation",
@@ -161,21 +135,12 @@ def _subset(split, n, seed):
 
 
 def run(args):
-    import pathlib
-
     from keras_scan import compact, runs
 
     run_dir = runs.run_path(args.run)
-    out = pathlib.Path(args.out).expanduser()
-    if out.resolve() == run_dir.resolve():
-        raise ValueError(
-            f"`--out` must differ from RUN (the teacher is kept). Received: "
-            f"--out {args.out}"
-        )
-    if out.exists() and not args.overwrite:
-        raise FileExistsError(
-            f"`--out` already exists: {str(out)!r}. Pass --overwrite to replace it."
-        )
+    out = arguments.output_folder(
+        args.out, args.overwrite, args.run, note=" (the teacher is kept)"
+    )
     config = runs.load_config(run_dir)
     teacher = runs.load_model(run_dir)
     splits = runs.load_splits(run_dir, data_dir=args.data_dir)

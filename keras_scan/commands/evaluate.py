@@ -2,6 +2,8 @@
 
 import argparse
 
+from keras_scan.commands import arguments
+
 EXAMPLES = """\
 examples:
   keras-scan evaluate runs/fm18                   # test split -> runs/fm18/eval.json
@@ -86,9 +88,7 @@ def run(args):
     run_dir = runs.run_path(args.run)
     config = runs.load_config(run_dir)
     if args.batch_size is not None and args.batch_size < 1:
-        raise ValueError(
-            f"`--batch-size` must be a positive int. Received: {args.batch_size}"
-        )
+        raise arguments.refuse("--batch-size", "a positive int", args.batch_size)
     if args.export is not None and not args.scalable:
         raise cli.UserError(
             "`--export` gives the latency of early exit: use it with `--scalable`. "

@@ -4,6 +4,8 @@ import argparse
 import sys
 import warnings
 
+from keras_scan.commands import arguments
+
 EXAMPLE = """\
 examples:
   keras-scan export runs/fm18 --out exports/fm18                      # int8
@@ -18,23 +20,6 @@ int8 is calibrated on images drawn from RUN's training split. Thresholds come
 from RUN/thresholds.json; without it (no `keras-scan search` yet) the export
 warns and uses thresholds of 1.0, which never exit early.
 """
-
-
-def _non_negative_int(text):
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0: {text!r}")
-    return value
-
-
-def _positive_int(text):
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1: {text!r}")
-    return value
 
 
 def add_parser(subparsers):
@@ -75,7 +60,7 @@ def add_parser(subparsers):
     )
     p.add_argument(
         "--eval-limit",
-        type=_non_negative_int,
+        type=arguments.int_at_least(0),
         default=None,
         metavar="N",
         help="measure accuracy on the first N test images (default: the whole test "
@@ -83,7 +68,7 @@ def add_parser(subparsers):
     )
     p.add_argument(
         "--calibration-samples",
-        type=_positive_int,
+        type=arguments.int_at_least(1),
         default=DEFAULT_CALIBRATION_SAMPLES,
         metavar="N",
         help=f"training images for int8 calibration (default "
@@ -96,23 +81,11 @@ def add_parser(subparsers):
 
 
 def run(args):
-    import pathlib
-
     from keras_scan import runs
-    from keras_scan.cli import UserError
     from keras_scan.export import export
 
     run_dir = runs.run_path(args.run)
-    out = pathlib.Path(args.out).expanduser()
-    if out.exists() and not args.overwrite:
-        raise UserError(
-            f"`--out` already exists: {str(args.out)!r}. Pass --overwrite to "
-            "replace it."
-        )
-    if out.resolve() == run_dir.resolve():
-        raise UserError(
-            f"`--out` must not be the run folder. Received: --out={str(args.out)!r}"
-        )
+    out = arguments.output_folder(args.out, args.overwrite, args.run)
     config = runs.load_config(run_dir)
     runs.require_exits(run_dir, "export")
     model = runs.load_model(run_dir)

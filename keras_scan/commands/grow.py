@@ -18,10 +18,10 @@ temporary folder and renamed into place: an error leaves nothing behind.
 import argparse
 import csv
 import io
-import pathlib
 
 from keras_scan import depth
 from keras_scan.cli import UserError
+from keras_scan.commands import arguments
 
 REPORT = "grow_report.json"
 PLOT = "grow_accuracy.png"
@@ -201,36 +201,26 @@ def add_parser(subparsers):
     return p
 
 
-def _flag(name):
-    return "--" + name.replace("_", "-")
-
-
 def _check_args(args):
     target = args.target_accuracy
     if not 0 < target <= 1:
-        raise UserError(
-            "`--target-accuracy` must be a fraction in (0, 1] (e.g. 0.92 for 92%). "
-            f"Received: --target-accuracy={target}"
+        raise arguments.refuse(
+            "--target-accuracy",
+            "a fraction in (0, 1] (e.g. 0.92 for 92%)",
+            f"--target-accuracy={target}",
         )
-    out = pathlib.Path(args.out).expanduser()
-    if out.exists() and not args.overwrite:
-        raise UserError(
-            f"`--out` already exists: {str(args.out)!r}. Pass --overwrite to "
-            "replace it, or choose another folder."
-        )
+    arguments.output_folder(args.out, args.overwrite, args.from_run, "--from-run")
     if args.from_run is not None:
-        given = [_flag(k) for k in GROW_DEFAULTS if getattr(args, k, None) is not None]
+        given = [
+            arguments.flag(k)
+            for k in GROW_DEFAULTS
+            if getattr(args, k, None) is not None
+        ]
         if given:
             raise UserError(
                 f"{', '.join(given)} only apply to training; with --from-run the "
                 "data and model come from the run. Received: --from-run="
                 f"{args.from_run!r} with {' '.join(given)}"
-            )
-        src = pathlib.Path(args.from_run).expanduser().resolve()
-        if src == out.resolve():
-            raise UserError(
-                "`--out` must differ from `--from-run`. Received: "
-                f"--out={args.out!r}, --from-run={args.from_run!r}"
             )
         return
     for key, default in GROW_DEFAULTS.items():
@@ -250,26 +240,11 @@ def _check_args(args):
         ("depth_step", 1),
         ("batch_size", 1),
     ):
-        if getattr(args, key) < low:
-            raise UserError(
-                f"`{_flag(key)}` must be >= {low}. "
-                f"Received: {_flag(key)}={getattr(args, key)}"
-            )
-    if args.max_epochs is not None and args.max_epochs < 1:
-        raise UserError(
-            f"`--max-epochs` must be >= 1. Received: --max-epochs={args.max_epochs}"
-        )
-    if args.baseline_epochs is not None and args.baseline_epochs < 1:
-        raise UserError(
-            "`--baseline-epochs` must be >= 1. "
-            f"Received: --baseline-epochs={args.baseline_epochs}"
-        )
-    if args.lr <= 0:
-        raise UserError(f"`--lr` must be > 0. Received: --lr={args.lr}")
-    if args.min_delta < 0:
-        raise UserError(
-            f"`--min-delta` must be >= 0. Received: --min-delta={args.min_delta}"
-        )
+        arguments.check(args, key, arguments.at_least(low))
+    for key in ("max_epochs", "baseline_epochs"):
+        arguments.check(args, key, arguments.at_least(1), optional=True)
+    arguments.check(args, "lr", arguments.above(0))
+    arguments.check(args, "min_delta", arguments.at_least(0))
 
 
 def _write_history(path, report):
@@ -414,8 +389,6 @@ def _val_accuracies(src, model, arg):
     A damaged eval.json, or one whose validation accuracies are not fractions
     in [0, 1], is refused (naming the file) rather than silently measured over.
     """
-    import math
-
     from keras_scan import runs
 
     path = src / runs.EVAL
@@ -440,7 +413,7 @@ def _val_accuracies(src, model, arg):
         )
         return None
     for name, value in val_accuracies.items():
-        if not (math.isfinite(value) and 0 <= value <= 1):
+        if not (arguments.is_number(value) and 0 <= value <= 1):
             raise UserError(
                 f"`{arg}` has a corrupt {runs.EVAL}: the validation accuracy of "
                 f"{name!r} in {path} must be a fraction in [0, 1]. Rerun `keras-scan "

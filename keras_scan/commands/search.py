@@ -1,7 +1,8 @@
 """`keras-scan search RUN`: evolve per-exit thresholds on the validation split."""
 
 import argparse
-import math
+
+from keras_scan.commands import arguments
 
 EXAMPLE = """\
 examples:
@@ -19,39 +20,6 @@ model): answering at exit k costs the cascade's latency through stage k, the
 baseline is the full model file's latency. With --export the MAC and the latency
 speedup are both reported.
 """
-
-
-def _finite_float(text):
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"not a finite number: {text!r}")
-    return value
-
-
-def _non_negative_float(text):
-    value = _finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {text}")
-    return value
-
-
-def _int_at_least(low):
-    """An argparse type: an int >= `low`."""
-
-    def parse(text):
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"not an int: {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}. Received: {text}")
-        return value
-
-    parse.__name__ = f"int >= {low}"
-    return parse
 
 
 def add_parser(subparsers):
@@ -76,7 +44,7 @@ def add_parser(subparsers):
     target = p.add_mutually_exclusive_group()
     target.add_argument(
         "--max-accuracy-drop",
-        type=_finite_float,
+        type=arguments.finite_float,
         default=None,
         metavar="PTS",
         help="cheapest thresholds losing at most PTS percentage points vs the final "
@@ -84,14 +52,14 @@ def add_parser(subparsers):
     )
     target.add_argument(
         "--budget-macs",
-        type=_finite_float,
+        type=arguments.finite_float,
         default=None,
         metavar="N",
         help="most accurate thresholds with mean MACs per image <= N (e.g. 150e6)",
     )
     target.add_argument(
         "--budget-ms",
-        type=_finite_float,
+        type=arguments.finite_float,
         default=None,
         metavar="MS",
         help="with --cost latency: most accurate thresholds with mean measured "
@@ -119,7 +87,7 @@ def add_parser(subparsers):
     )
     p.add_argument(
         "--margin",
-        type=_non_negative_float,
+        type=arguments.float_at_least(0),
         default=DEFAULT_MARGIN,
         metavar="SE",
         help="standard errors of the validation accuracy drop a point must clear "
@@ -131,19 +99,19 @@ def add_parser(subparsers):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--population",
-        type=_int_at_least(4),
+        type=arguments.int_at_least(4),
         default=100,
         help="NSGA-II population, >= 4 (rounded up to a multiple of 4; default 100)",
     )
     p.add_argument(
         "--generations",
-        type=_int_at_least(1),
+        type=arguments.int_at_least(1),
         default=100,
         help="NSGA-II generations, >= 1 (default 100)",
     )
     p.add_argument(
         "--batch-size",
-        type=_int_at_least(1),
+        type=arguments.int_at_least(1),
         default=256,
         help="images per model call (default 256)",
     )

@@ -10,13 +10,11 @@ recipe, a YAML/JSON file and explicit arguments.
 import copy
 import dataclasses
 import json
-import math
 import pathlib
-
-import numpy as np
 
 from keras_scan import data, distribute
 from keras_scan.backbones import registry
+from keras_scan.commands.arguments import is_int, is_number
 from keras_scan.layers import HEADS
 from keras_scan.layers.attention_module import KINDS as _KINDS
 from keras_scan.scan_model import KD_LOSSES, KD_MIXES, TEACHERS
@@ -98,30 +96,30 @@ class TrainingConfig:
             _fail("dataset", f"a dataset spec ({data.VALID_SPECS})", self.dataset)
         for key, low in (("image_size", 1), ("epochs", 1), ("batch_size", 1)):
             value = getattr(self, key)
-            if not _is_int(value) or value < low:
+            if not is_int(value) or value < low:
                 _fail(key, f"an int >= {low}", value)
             setattr(self, key, int(value))
         if self.channels not in (1, 3) or isinstance(self.channels, bool):
             _fail("channels", "1 or 3", self.channels)
-        if not _is_int(self.seed):
+        if not is_int(self.seed):
             _fail("seed", "an int", self.seed)
-        if self.limit is not None and (not _is_int(self.limit) or self.limit < 2):
+        if self.limit is not None and (not is_int(self.limit) or self.limit < 2):
             _fail("limit", "None or an int >= 2", self.limit)
-        if not _is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
+        if not is_number(self.val_fraction) or not 0 < self.val_fraction < 1:
             _fail(
                 "val_fraction", "a number strictly between 0 and 1", self.val_fraction
             )
         for key in ("lr", "temperature"):
             value = getattr(self, key)
-            if not _is_number(value) or not value > 0 or not math.isfinite(value):
+            if not is_number(value) or not value > 0:
                 _fail(key, "a finite number > 0", value)
         for key in ("weight_decay", "beta"):
             value = getattr(self, key)
-            if not _is_number(value) or not value >= 0 or not math.isfinite(value):
+            if not is_number(value) or not value >= 0:
                 _fail(key, "a finite number >= 0", value)
         for key in ("warmup", "distill_warmup"):
             value = getattr(self, key)
-            if not _is_number(value) or not 0 <= value < 1:
+            if not is_number(value) or not 0 <= value < 1:
                 _fail(
                     key,
                     "a fraction of the run in [0, 1) (1 or more would last the "
@@ -133,22 +131,20 @@ class TrainingConfig:
         _check_choice("kd_loss", self.kd_loss, KD_LOSSES)
         _check_choice("kd_mix", self.kd_mix, KD_MIXES)
         if self.bn_momentum is not None and (
-            not _is_number(self.bn_momentum) or not 0 <= self.bn_momentum < 1
+            not is_number(self.bn_momentum) or not 0 <= self.bn_momentum < 1
         ):
             _fail("bn_momentum", "None or a number in [0, 1)", self.bn_momentum)
         if self.clipnorm is not None and (
-            not _is_number(self.clipnorm)
-            or not self.clipnorm > 0
-            or not math.isfinite(self.clipnorm)
+            not is_number(self.clipnorm) or not self.clipnorm > 0
         ):
             _fail("clipnorm", "None or a finite number > 0", self.clipnorm)
-        if not _is_int(self.bn_recalibration) or self.bn_recalibration < 0:
+        if not is_int(self.bn_recalibration) or self.bn_recalibration < 0:
             _fail("bn_recalibration", "an int >= 0 (batches)", self.bn_recalibration)
         for key, high in (("momentum", 0.999), ("alpha", 1)):
             value = getattr(self, key)
-            if not _is_number(value) or not 0 <= value <= high:
+            if not is_number(value) or not 0 <= value <= high:
                 _fail(key, f"a number in [0, {high}]", value)
-        if not _is_number(self.gamma) or not 0 < self.gamma <= 1:
+        if not is_number(self.gamma) or not 0 < self.gamma <= 1:
             _fail("gamma", "a number in (0, 1]", self.gamma)
         _check_choice("schedule", self.schedule, SCHEDULES)
         self.milestones = _check_milestones(self.milestones)
@@ -172,7 +168,7 @@ class TrainingConfig:
         if self.backbone in registry.CIFAR_RESNETS:
             if self.width is None:
                 self.width = 64
-            if not _is_int(self.width) or self.width < 1:
+            if not is_int(self.width) or self.width < 1:
                 _fail("width", "a positive int", self.width)
         elif self.width is not None:
             _fail(
@@ -401,16 +397,6 @@ def _check_choice(key, value, choices):
         _fail(key, f"one of {', '.join(choices)}", value)
 
 
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value):
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
-        value, bool
-    )
-
-
 def _check_milestones(milestones):
     if isinstance(milestones, str):
         milestones = [m for m in milestones.replace(",", " ").split() if m]
@@ -419,7 +405,7 @@ def _check_milestones(milestones):
         except ValueError:
             _fail("milestones", "fractions of training in (0, 1)", milestones)
     if not isinstance(milestones, (list, tuple)) or not all(
-        _is_number(m) and 0 < m < 1 for m in milestones
+        is_number(m) and 0 < m < 1 for m in milestones
     ):
         _fail("milestones", "a list of fractions of training in (0, 1)", milestones)
     if list(milestones) != sorted(milestones):
@@ -436,7 +422,7 @@ def _check_exits(exits):
         if exits.isdigit():
             return int(exits)
         return [e.strip() for e in exits.split(",") if e.strip()]
-    if _is_int(exits):
+    if is_int(exits):
         if exits < 1:
             _fail("exits", "an int >= 1 or a list of layer names", exits)
         return int(exits)
