@@ -1,10 +1,11 @@
 """User data as checked numpy batches of `(images, labels)` for a SCAN model.
 
-`checked_batches` accepts what `keras_scan.inference` takes as data: an image
-array (with labels or without), an `(images, labels)` tuple, a
-`tf.data.Dataset` (batched or not) or a `keras.utils.PyDataset`, and yields
-non-empty numpy batches whose images match the model's input, with labels as
-int64 class indices (one-hot labels are converted).
+`checked_batches` accepts what `keras_scan.inference` and
+`keras_scan.training.evaluate_model` take as data: an image array (with labels
+or without), an `(images, labels)` tuple, a `tf.data.Dataset` (batched or not)
+or a `keras.utils.PyDataset`, and yields non-empty numpy batches whose images
+match the model's input, with labels as int64 class indices (one-hot labels are
+converted).
 """
 
 from __future__ import annotations
@@ -130,6 +131,13 @@ def _sparse_labels(labels, num_classes):
     return y.astype(np.int64)
 
 
+def _model_classes(model):
+    """Classes `model` predicts: `num_classes` of a `ScanModel`, else the width
+    of its (single) output."""
+    n = getattr(model, "num_classes", None)
+    return int(n if n is not None else model.outputs[0].shape[-1])
+
+
 def check_images(x, model, where):
     """Raises ValueError (naming `where`) unless `x` is images of the model's input shape."""
     want = tuple(model.inputs[0].shape[1:])
@@ -149,7 +157,8 @@ def checked_batches(data, y, batch_size, model, arg, labels_needed):
             `tf.data.Dataset` (batched or not) or a `keras.utils.PyDataset`.
         y: labels for image-array `data`, or None.
         batch_size: int. Rows per batch for arrays and unbatched datasets.
-        model: the model the images are for (input shape, `num_classes`).
+        model: the model the images are for (input shape, number of classes;
+            a `ScanModel` or a single-output classifier).
         arg: str. The argument's name, for error messages.
         labels_needed: bool. Raise ValueError for a batch without labels.
     """
@@ -164,7 +173,7 @@ def checked_batches(data, y, batch_size, model, arg, labels_needed):
                 "dataset that yields (image, label) pairs."
             )
         any_batch = True
-        yield xb, (None if yb is None else _sparse_labels(yb, int(model.num_classes)))
+        yield xb, (None if yb is None else _sparse_labels(yb, _model_classes(model)))
     if not any_batch:
         raise ValueError(
             f"`{arg}` holds no samples (the data is empty); it must hold at least "

@@ -188,9 +188,19 @@ def resolve_rule(thresholds, measure, fallback):
 # ---------------------------------------------------------------------------
 
 
-def softmax(logits):
-    """Row-wise softmax in float32 (the one used by the search and the engine)."""
-    z = np.asarray(logits, dtype=np.float32)
+def softmax(logits, dtype=np.float32):
+    """Row-wise softmax, the largest logit subtracted first (no overflow).
+
+    The one softmax of keras_scan's numpy side: the threshold search, the
+    engine and the evaluation use it in float32 (the default); pass
+    `dtype=np.float64` for a reference computed in double precision.
+
+    Args:
+        logits: array of shape (..., C).
+        dtype: numpy float dtype the softmax is computed and returned in.
+            Defaults to float32.
+    """
+    z = np.asarray(logits, dtype=dtype)
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
     return np.ascontiguousarray(e / e.sum(axis=-1, keepdims=True))

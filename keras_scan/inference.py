@@ -7,10 +7,12 @@ confident rows and gathers only the still-undecided rows into the next stage, so
 later stages run on fewer rows and the skipped work is never done. Its answers
 equal `keras_scan.exit_rule.simulate_cascade` over every exit's probabilities.
 
-`collect_probs` runs the whole model once over a data set and returns every exit's
-softmax probabilities (what the threshold search caches), and `evaluate_scalable`
-reports test accuracy, mean MACs, the MAC speedup vs the plain backbone, the share
-of images answered by each exit and the measured wall-time speedup.
+`collect_logits` runs the whole model once over a data set and returns every
+exit's logits (what `keras_scan.training.evaluate_model` measures accuracy on),
+`collect_probs` their softmax probabilities (what the threshold search caches),
+and `evaluate_scalable` reports test accuracy, mean MACs, the MAC speedup vs the
+plain backbone, the share of images answered by each exit and the measured
+wall-time speedup.
 
 Stage calls are compiled once per stage: on the TensorFlow backend each stage is a
 `tf.function` with a batch dimension of `None` (one trace per stage, any number of
@@ -24,7 +26,6 @@ Compact and Efficient Models", NeurIPS 2019 (arXiv 1906.03951), section 3.3.
 from __future__ import annotations
 
 import functools
-import numbers
 import os
 import time
 import weakref
@@ -33,6 +34,7 @@ import numpy as np
 
 from keras_scan import exit_rule
 from keras_scan.batches import check_images, checked_batches
+from keras_scan.commands.arguments import is_int
 from keras_scan.exit_rule import softmax
 
 DEFAULT_BATCH_SIZE = 256
@@ -62,11 +64,7 @@ def check_model(model, arg="model"):
 def _check_batch_size(batch_size, allow_none=False):
     if batch_size is None and allow_none:
         return DEFAULT_BATCH_SIZE
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, numbers.Integral)
-        or batch_size < 1
-    ):
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
         )
@@ -202,11 +200,82 @@ def _num_classes(model):
 # ---------------------------------------------------------------------------
 
 
+def exit_names(model):
+    """The exits of `model`: `model.exit_names`, or `["final"]` for a plain model."""
+    names = getattr(model, "exit_names", None)
+    return list(names) if names is not None else ["final"]
+
+
+def collect_logits(
+    model,
+    data,
+    batch_size=DEFAULT_BATCH_SIZE,
+    *,
+    y=None,
+    labels_needed=False,
+    arg="data",
+):
+    """Runs the whole model once over `data`; every exit's logits.
+
+    The one forward pass that per-exit figures come from: `collect_probs` (the
+    threshold search) and `keras_scan.training.evaluate_model` (accuracy per
+    exit) both read it. The model runs in inference mode, compiled as
+    `ScalableInference` compiles its stages, in batches of `batch_size`.
+
+    Args:
+        model: `keras_scan.ScanModel`, or a plain single-output classifier (a
+            `--no-exits` baseline, a grown model), read as one `"final"` exit.
+        data: images of shape (N, H, W, C) (labels in `y`, or none), an
+            `(images, labels)` tuple, a `tf.data.Dataset` (batched or not) of
+            images or `(image, label)` pairs, or a `keras.utils.PyDataset`.
+        batch_size: int. Rows per model call for array data and unbatched
+            datasets. Defaults to 256.
+        y: labels for image-array `data`, or None. Defaults to None.
+        labels_needed: bool. Refuse data without labels. Defaults to `False`.
+        arg: str. The name of `data` in error messages. Defaults to `"data"`.
+
+    Returns:
+        `(logits, labels)`: `logits` a list of float32 arrays of shape (N, C),
+        one per exit (`exit_names(model)` order, the final exit last); `labels`
+        an int64 array of shape (N,), or None when the data has no labels.
+    """
+    return _collect(model, data, batch_size, y, arg, labels_needed, _as_float32)
+
+
+def _as_float32(logits):
+    return np.asarray(logits, np.float32)
+
+
+def _collect(model, data, batch_size, y, arg, labels_needed, transform):
+    """`transform` of every exit's output over `data`, batch by batch, and labels."""
+    batch_size = _check_batch_size(batch_size)
+    runner = _runner(model)
+    names = exit_names(model)
+    chunks = [[] for _ in names]
+    labels = []
+    has_labels = None
+    for xb, yb in checked_batches(data, y, batch_size, model, arg, labels_needed):
+        if has_labels is None:
+            has_labels = yb is not None
+        elif has_labels != (yb is not None):
+            raise ValueError(f"`{arg}` yields batches with and without labels.")
+        out = runner(xb)
+        if not isinstance(out, dict):  # a plain model: its one output
+            out = {names[-1]: out}
+        for chunk, name in zip(chunks, names):
+            chunk.append(transform(out[name]))
+        if yb is not None:
+            labels.append(yb)
+    outputs = [np.concatenate(c) for c in chunks]
+    return outputs, (np.concatenate(labels) if has_labels else None)
+
+
 def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
     """Runs the whole model once over `data`; every exit's softmax probabilities.
 
     This is what the threshold search caches: one forward pass of the multi-exit
-    model (no early exit), the logits of each exit turned into probabilities.
+    model (no early exit, `collect_logits`), the logits of each exit turned into
+    probabilities by `keras_scan.exit_rule.softmax`.
 
     Args:
         model: `keras_scan.ScanModel`.
@@ -230,26 +299,7 @@ def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
     ```
     """
     check_model(model)
-    batch_size = _check_batch_size(batch_size)
-    runner = _runner(model)
-    names = list(model.exit_names)
-    chunks = [[] for _ in names]
-    labels = []
-    has_labels = None
-    for xb, yb in checked_batches(
-        data, y, batch_size, model, "data", labels_needed=False
-    ):
-        if has_labels is None:
-            has_labels = yb is not None
-        elif has_labels != (yb is not None):
-            raise ValueError("`data` yields batches with and without labels.")
-        out = runner(xb)
-        for chunk, name in zip(chunks, names):
-            chunk.append(softmax(out[name]))
-        if yb is not None:
-            labels.append(yb)
-    probs = [np.concatenate(c) for c in chunks]
-    return probs, (np.concatenate(labels) if has_labels else None)
+    return _collect(model, data, batch_size, y, "data", False, softmax)
 
 
 class ScalableInference:

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_scan
-from keras_scan import data, inference, thresholds
+from keras_scan import data, exit_rule, inference, thresholds, training
 from keras_scan.thresholds import Thresholds
 
 
@@ -67,6 +67,34 @@ def test_collect_probs_accepts_tf_data_and_py_dataset(trained, fm_small, test_pr
             np.testing.assert_allclose(a, b, atol=1e-6, err_msg=name)
     probs, labels = inference.collect_probs(model, x[:10])
     assert labels is None and probs[0].shape == (10, 10)
+
+
+def test_one_pass_for_probabilities_and_evaluation(trained, fm_small, test_probs):
+    """`collect_probs` is the shared softmax of `collect_logits`, and the per-exit
+    evaluation (`training.predict_exits`, `evaluate_model`) reads the same logits."""
+    model = trained[0]
+    x, y = fm_small["test"]
+    logits, labels = inference.collect_logits(model, (x, y))
+    np.testing.assert_array_equal(labels, test_probs[1])
+    for z, p in zip(logits, test_probs[0]):
+        assert z.dtype == np.float32
+        np.testing.assert_array_equal(exit_rule.softmax(z), p)
+    by_name, labels = training.predict_exits(model, (x, y), batch_size=256)
+    assert list(by_name) == model.exit_names
+    np.testing.assert_array_equal(labels, y)
+    for name, z in zip(model.exit_names, logits):
+        np.testing.assert_array_equal(by_name[name], z)
+    result = training.evaluate_model(model, (x, y), batch_size=256)
+    for e, z in zip(result["exits"], logits):
+        assert e["accuracy"] == float(np.mean(z.argmax(axis=1) == y))
+    # A plain single-output model is one "final" exit.
+    plain = model.exit_model("final")
+    assert inference.exit_names(plain) == ["final"]
+    (final,), labels = inference.collect_logits(plain, x[:100], y=y[:100])
+    np.testing.assert_array_equal(labels, y[:100])
+    np.testing.assert_allclose(final, logits[-1][:100], atol=1e-5)
+    with pytest.raises(ValueError, match="`split` has no labels"):
+        training.predict_exits(model, x[:8])
 
 
 @pytest.mark.slow

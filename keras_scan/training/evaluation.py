@@ -2,11 +2,17 @@
 
 import numpy as np
 
+from keras_scan import inference
+from keras_scan.exit_rule import softmax
 from keras_scan.scan_model import FINAL, ScanModel
 
 
 def numpy_batches(split, batch_size):
     """Yields `(images, labels)` numpy batches of a split, in order.
+
+    The training side's iteration (`recalibrate_batchnorm`): any model input,
+    not only images, and no checks against a model. The evaluation reads
+    `keras_scan.batches.checked_batches` (through `predict_exits`).
 
     Args:
         split: `(x, y)` arrays or a `tf.data.Dataset` of `(image, label)`
@@ -31,37 +37,24 @@ def numpy_batches(split, batch_size):
 def predict_exits(model, split, batch_size=128):
     """Logits of every exit on a split, with its labels.
 
+    One forward pass in inference mode (`keras_scan.inference.collect_logits`,
+    the pass the threshold search also reads), over the batches of
+    `keras_scan.batches.checked_batches`.
+
     Args:
         model: a `ScanModel` or a single-output model (treated as `"final"`).
-        split: `(x, y)` arrays or an unbatched `tf.data.Dataset` of
-            `(image, label)`.
+        split: `(x, y)` arrays or a `tf.data.Dataset` of `(image, label)`
+            (unbatched, or already batched).
         batch_size: int. Defaults to 128.
 
     Returns:
         `(logits, labels)`: a dict exit name -> float32 array (N, classes), and
-        an int array (N,).
+        an int64 array (N,).
     """
-    names = model.exit_names if isinstance(model, ScanModel) else [FINAL]
-    logits = {n: [] for n in names}
-    labels = []
-    for x, y in numpy_batches(split, batch_size):
-        out = model.predict_on_batch(x)
-        if not isinstance(out, dict):
-            out = {FINAL: out}
-        for n in names:
-            logits[n].append(np.asarray(out[n], np.float32))
-        labels.append(y.reshape(-1))
-    if not labels:
-        raise ValueError("`split` holds no examples to evaluate.")
-    return {n: np.concatenate(v) for n, v in logits.items()}, np.concatenate(
-        labels
-    ).astype(np.int64)
-
-
-def _softmax(z):
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    logits, labels = inference.collect_logits(
+        model, split, batch_size, labels_needed=True, arg="split"
+    )
+    return dict(zip(inference.exit_names(model), logits)), labels
 
 
 def evaluate_model(model, split, batch_size=128):
@@ -69,15 +62,16 @@ def evaluate_model(model, split, batch_size=128):
 
     The accuracy of exit `k` is the share of examples whose argmax logit is the
     label (what `model.evaluate` reports as `<exit>_accuracy`); the ensemble
-    averages the softmax probabilities of all exits. Costs come from the graph
+    averages the softmax probabilities of all exits (`keras_scan.exit_rule.softmax`,
+    the threshold search's). Costs come from the graph
     (`ScanModel.exit_info`): `macs` is the cost of answering at this exit when
     the exits are tried in order, `standalone_macs` the exit alone.
 
     Args:
         model: a `ScanModel`, or a plain single-output classifier (e.g. a
             `--no-exits` baseline), reported as one `"final"` exit.
-        split: `(x, y)` arrays or an unbatched `tf.data.Dataset` of
-            `(image, label)`.
+        split: `(x, y)` arrays or a `tf.data.Dataset` of `(image, label)`
+            (unbatched, or already batched).
         batch_size: int. Defaults to 128.
 
     Returns:
@@ -101,7 +95,7 @@ def evaluate_model(model, split, batch_size=128):
         exits = [
             dict(info, accuracy=accuracy[info["name"]]) for info in model.exit_info
         ]
-        probs = np.mean([_softmax(z) for z in logits.values()], axis=0)
+        probs = np.mean([softmax(z) for z in logits.values()], axis=0)
         ensemble = {
             "accuracy": float(np.mean(np.argmax(probs, axis=-1) == labels)),
             "macs": exits[-1]["macs"],
