@@ -2,19 +2,14 @@
 
 import numpy as np
 
+from keras_scan.exit_rule import softmax
 from keras_scan.export import manifest as manifest_lib
 
 
 def keras_probabilities(model, x):
     """Per exit, Keras' softmax probabilities of `x` (float64: the reference)."""
     outputs = model.predict(x, batch_size=128, verbose=0)
-    probs = []
-    for name in model.exit_names:
-        logits = np.asarray(outputs[name], np.float64)
-        logits = logits - logits.max(axis=1, keepdims=True)
-        e = np.exp(logits)
-        probs.append(e / e.sum(axis=1, keepdims=True))
-    return probs
+    return [softmax(outputs[name], dtype=np.float64) for name in model.exit_names]
 
 
 def evaluate_variant(folder, mode, test, keras_probs, rule, exit_costs):
