@@ -53,6 +53,18 @@ def compare(run, plain):
     )
 
 
+def save_test_images(out, count=6):
+    """Writes the first `count` Fashion-MNIST test images as .npy; prints their paths."""
+    from keras_scan import data
+
+    images, labels = data.load_fashion_mnist()["test"]
+    for i in range(count):
+        name = data.FASHION_MNIST_LABELS[labels[i]].replace("/", "-")
+        path = out / f"test_{i}_{name}.npy"
+        np.save(path, images[i])
+        print(path)
+
+
 def main():
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -67,7 +79,10 @@ def main():
     parser.add_argument(
         "--width", type=int, default=16, help="CIFAR ResNet width (paper: 64)"
     )
+    parser.add_argument("--save-test-images", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.save_test_images:
+        return save_test_images(pathlib.Path(args.save_test_images))
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     out = pathlib.Path(args.out)
@@ -95,18 +110,16 @@ def main():
     # fmt: on
 
     # A few real test images the model never saw, as .npy files (28x28 grey, as
-    # a phone camera crop would be fitted).
-    from keras_scan import data
-
-    images, labels = data.load_fashion_mnist()["test"]
-    paths = []
-    for i in range(6):
-        path = (
-            out
-            / f"test_{i}_{data.FASHION_MNIST_LABELS[labels[i]].replace('/', '-')}.npy"
-        )
-        np.save(path, images[i])
-        paths.append(str(path))
+    # a phone camera crop would be fitted), written by a child process so that
+    # TensorFlow's start-up lines stay out of this output (errors still show).
+    saved = subprocess.run(
+        [sys.executable, __file__, "--save-test-images", str(out)],
+        capture_output=True,
+        text=True,
+    )
+    if saved.returncode:
+        sys.exit(saved.stderr)
+    paths = saved.stdout.split("\n")[:-1]
     step("scan-lite run", [str(BIN / "scan-lite"), "run", str(export), "--fit", *paths])
     print(f"\nDone. Run folder: {run}   export: {export}")
 

@@ -80,3 +80,20 @@ def test_train_cifar100_script_help():
     )
     assert proc.returncode == 0, proc.stderr
     assert "--download" in proc.stdout and "tfds:cifar100" in proc.stdout
+
+
+def test_demo_saves_real_test_images_quietly(tmp_path):
+    """`make demo`'s last step: Fashion-MNIST test images as .npy for scan-lite,
+    written by a child process whose TensorFlow start-up lines stay hidden."""
+    demo = _load_script("demo")
+    demo.save_test_images(tmp_path, count=3)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == [
+        "test_0_Ankle boot.npy",
+        "test_1_Pullover.npy",
+        "test_2_Trouser.npy",
+    ]
+    import numpy as np
+
+    image = np.load(tmp_path / names[0])
+    assert image.shape == (28, 28) and image.dtype == np.uint8
