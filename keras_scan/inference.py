@@ -34,7 +34,7 @@ import numpy as np
 
 from keras_scan import exit_rule
 from keras_scan.batches import check_images, checked_batches
-from keras_scan.commands.arguments import is_int
+from keras_scan.checks import is_int
 from keras_scan.exit_rule import softmax
 
 DEFAULT_BATCH_SIZE = 256

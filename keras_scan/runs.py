@@ -20,7 +20,7 @@ import zipfile
 import zlib
 
 from keras_scan import files
-from keras_scan.commands.arguments import is_int, is_number
+from keras_scan.checks import is_int, is_number
 from keras_scan.files import atomic_folder  # noqa: F401  (run and export folders)
 
 MODEL = "model.keras"

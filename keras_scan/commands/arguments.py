@@ -2,9 +2,8 @@
 
 One rule, checked in one of three places:
 
-- value predicates (`is_int`, `is_number`), also used by
-  `keras_scan.training.config` (the training settings) and `keras_scan.runs`
-  (`config.json`);
+- value predicates (`is_int`, `is_number`, from `keras_scan.checks`, which
+  the library's own checks use too);
 - argparse `type=` functions (`finite_float`, `float_at_least`, `fraction`,
   `int_at_least`), for a flag whose value alone is wrong: argparse prints the
   message after the flag and exits with code 2, before any work
@@ -19,25 +18,9 @@ One rule, checked in one of three places:
 
 import argparse
 import math
-import numbers
 import pathlib
 
-# ------------------------------------------------------------ value predicates
-
-
-def is_int(value):
-    """Whether `value` is an integer (Python or numpy), not a bool."""
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-
-def is_number(value):
-    """Whether `value` is a finite real number (Python or numpy), not a bool."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-    )
-
+from keras_scan.checks import is_int, is_number  # noqa: F401 (re-exported)
 
 # A rule: (requirement, test). The requirement completes "must be ...".
 

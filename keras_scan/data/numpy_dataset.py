@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_scan.checks import is_int
 from keras_scan.data.augment import np_augment
 from keras_scan.data.pipelines import check_batch_size
 
@@ -100,11 +101,7 @@ class NumpyDataset(keras.utils.PyDataset):
                 f"`batch_size` must not exceed the {len(self.y)} examples when "
                 f"dropping the last partial batch. Received: batch_size={batch_size}"
             )
-        if (
-            isinstance(first_epoch, bool)
-            or not isinstance(first_epoch, (int, np.integer))
-            or first_epoch < 0
-        ):
+        if not is_int(first_epoch) or first_epoch < 0:
             raise ValueError(
                 f"`first_epoch` must be an int >= 0. Received: first_epoch={first_epoch!r}"
             )

@@ -2,17 +2,14 @@
 
 import numpy as np
 
+from keras_scan.checks import is_int
 from keras_scan.data.augment import tf_augment
 from keras_scan.data.tf_import import import_tf
 
 
 def check_batch_size(batch_size):
     """ValueError unless `batch_size` is a positive int."""
-    if (
-        isinstance(batch_size, bool)
-        or not isinstance(batch_size, (int, np.integer))
-        or batch_size < 1
-    ):
+    if not is_int(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
         )
@@ -174,7 +171,7 @@ def representative_images(split, n=200, seed=0):
     Returns:
         float32 array of shape (n, H, W, C).
     """
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+    if not is_int(n) or n < 1:
         raise ValueError(f"`n` must be a positive int. Received: n={n!r}")
     if isinstance(split, (tuple, list)):
         split = split[0]

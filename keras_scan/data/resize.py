@@ -7,10 +7,12 @@ module, so this module never imports TensorFlow).
 
 import numpy as np
 
+from keras_scan.checks import is_int
+
 
 def size_pair(image_size):
     """`(height, width)` of an int or a pair; ValueError naming `image_size`."""
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+    if is_int(image_size):
         size = (int(image_size), int(image_size))
     elif (
         isinstance(image_size, (tuple, list))

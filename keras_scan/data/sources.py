@@ -4,8 +4,7 @@ Each source lives in its own module: `idx` (`"fashion_mnist"`), `tfds_source`
 (`"tfds:NAME[:SPLIT]"`), `image_folder` (`"folder:PATH"`).
 """
 
-import numpy as np
-
+from keras_scan.checks import is_int
 from keras_scan.data.idx import load_fashion_mnist_splits
 from keras_scan.data.image_folder import load_folder_splits
 from keras_scan.data.resize import check_channels, size_pair
@@ -73,9 +72,7 @@ def load_dataset(
     size = size_pair(image_size)
     check_channels(channels)
     check_fraction(val_fraction)
-    if limit is not None and (
-        isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 2
-    ):
+    if limit is not None and (not is_int(limit) or limit < 2):
         raise ValueError(
             f"`limit` must be None or an int >= 2. Received: limit={limit!r}"
         )

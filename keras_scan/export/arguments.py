@@ -4,6 +4,7 @@ import warnings
 
 import numpy as np
 
+from keras_scan.checks import is_int
 from keras_scan.export.litert import MODES
 
 
@@ -16,7 +17,7 @@ def check_model(model):
 
 
 def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value) or value < 1:
         raise ValueError(f"`{name}` must be a positive int. Received: {name}={value!r}")
 
 

@@ -14,7 +14,7 @@ import pathlib
 
 from keras_scan import data, distribute
 from keras_scan.backbones import registry
-from keras_scan.commands.arguments import is_int, is_number
+from keras_scan.checks import is_int, is_number
 from keras_scan.layers import HEADS
 from keras_scan.layers.attention_module import KINDS as _KINDS
 from keras_scan.scan_model import KD_LOSSES, KD_MIXES, TEACHERS
