@@ -2,7 +2,7 @@ package dev.kerasscan.cascade;
 
 /**
  * How sure an exit is of its prediction, in [0, 1]; the same three measures as
- * keras_scan/thresholds.py {@code confidence()} (computed in double precision, clipped to
+ * keras_scan/exit_rule.py {@code confidence()} (computed in double precision, clipped to
  * [0, 1]).
  */
 public enum ConfidenceMeasure {

@@ -4,7 +4,7 @@ import java.util.List;
 import java.util.Locale;
 
 /**
- * The early-exit decision, identical to keras_scan/thresholds.py ({@code should_exit},
+ * The early-exit decision, identical to keras_scan/exit_rule.py ({@code should_exit},
  * {@code simulate_cascade}) and tflite/scan_lite: a sample answers at the first shallow exit i
  * with {@code thresholds[i] < 1} and {@code confidence_i >= thresholds[i]} (a threshold of
  * exactly 1.0 disables that exit); otherwise the final exit K answers with the fallback rule.
@@ -71,7 +71,7 @@ public final class ExitRule {
   /**
    * The final exit's prediction from every exit's probabilities (the final exit last): its
    * argmax, or for ENSEMBLE the argmax of the mean over all exits (summed in exit order in
-   * double precision, then divided, like thresholds.py).
+   * double precision, then divided, like exit_rule.py).
    */
   public int finalPrediction(List<float[]> allProbs) {
     if (allProbs.size() != thresholds.length + 1) {
