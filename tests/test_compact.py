@@ -189,6 +189,32 @@ def test_scan_student_keeps_its_exits(compressed, fm_small):
         assert out[name].shape == (8, 10)
 
 
+def test_scan_student_takes_every_setting_of_the_teacher():
+    """Not only exits/head/attention: the distillation loss settings too."""
+    from keras_scan.compact import student as student_lib
+
+    teacher = keras_scan.build(
+        small_backbone(width=4),
+        num_classes=10,
+        head="linear",
+        attention="none",
+        alpha=0.3,
+        temperature=2.0,
+        kd_loss="reverse_kl",
+        kd_mix="convex",
+        teacher="ensemble",
+    )
+    student = student_lib.scan_student(teacher, small_backbone(width=2))
+    want = {
+        k: v for k, v in teacher.get_config().items() if k not in ("backbone", "name")
+    }
+    got = {
+        k: v for k, v in student.get_config().items() if k not in ("backbone", "name")
+    }
+    assert got == want
+    assert student.backbone.count_params() < teacher.backbone.count_params()
+
+
 # === Bad input ===
 
 

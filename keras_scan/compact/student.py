@@ -303,19 +303,10 @@ def scan_student(teacher, student_backbone):
     Heads, attention modules and the final classifier start from the
     teacher's weights (the taps keep their shapes, so they fit).
     """
+    # Every setting of the teacher (its get_config), only the backbone and name new.
     config = teacher.get_config()
-    student = ScanModel(
-        student_backbone,
-        num_classes=config["num_classes"],
-        exits=config["exits"],
-        head=config["head"],
-        attention=config["attention"],
-        distillation=config["distillation"],
-        alpha=config["alpha"],
-        temperature=config["temperature"],
-        beta=config["beta"],
-        name=_student_name(teacher),
-    )
+    config.update(backbone=student_backbone, name=_student_name(teacher))
+    student = ScanModel.from_config(config)
     teacher_layers = {layer.name: layer for layer in teacher.layers}
     backbone_names = {layer.name for layer in student_backbone.layers}
     for layer in student.layers:
