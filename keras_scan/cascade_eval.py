@@ -126,6 +126,26 @@ def mean_cost(counts, macs, n):
     return (counts.astype(np.float64) * macs).sum(axis=-1) / n
 
 
+def checked_inputs(
+    probs, labels, exit_macs, full_macs, exit_latency_ms, full_latency_ms
+):
+    """The cascade's inputs checked against each other (errors name them).
+
+    Returns:
+        `(probs arrays, labels, exit MACs, full MACs, latency or None)`, as
+        `as_probs`, `as_labels`, `as_exit_costs`, `as_full_cost` and
+        `as_latency` give them.
+    """
+    arrays = as_probs(probs)
+    n, c = arrays[0].shape
+    k = len(arrays) - 1
+    y = as_labels(labels, n, c)
+    macs = as_exit_costs(exit_macs, k)
+    full = as_full_cost(full_macs, macs)
+    latency = as_latency(exit_latency_ms, full_latency_ms, k)
+    return arrays, y, macs, full, latency
+
+
 def evaluate_thresholds(
     probs,
     labels,
@@ -163,13 +183,10 @@ def evaluate_thresholds(
         (`full_latency_ms / mean_latency_ms`) and `full_latency_ms`.
     """
     measure, fallback = resolve_rule(thresholds, measure, fallback)
-    arrays = as_probs(probs)
-    n, c = arrays[0].shape
-    k = len(arrays) - 1
-    y = as_labels(labels, n, c)
-    macs = as_exit_costs(exit_macs, k)
-    full = as_full_cost(full_macs, macs)
-    latency = as_latency(exit_latency_ms, full_latency_ms, k)
+    arrays, y, macs, full, latency = checked_inputs(
+        probs, labels, exit_macs, full_macs, exit_latency_ms, full_latency_ms
+    )
+    n, k = len(y), len(arrays) - 1
     preds, exit_index = simulate_cascade(arrays, thresholds, measure, fallback)
     correct = preds == y
     counts = np.bincount(exit_index, minlength=k + 1)

@@ -29,16 +29,13 @@ import warnings
 import numpy as np
 
 from keras_scan.cascade_eval import (
-    as_exit_costs,
-    as_full_cost,
-    as_labels,
-    as_latency,
     check_cost,
+    checked_inputs,
     evaluate_thresholds,
     latency_figures,
     mean_cost,
 )
-from keras_scan.exit_rule import Thresholds, as_probs, check_fallback, check_measure
+from keras_scan.exit_rule import Thresholds, check_fallback, check_measure
 from keras_scan.nsga import ThresholdProblem, run_nsga2
 
 _DEFAULT_MAX_ACCURACY_DROP = 0.5
@@ -251,13 +248,10 @@ def search_thresholds_from_probs(
                 "`max_accuracy_drop` (percentage points) must be >= 0. "
                 f"Received: max_accuracy_drop={max_accuracy_drop!r}"
             )
-    arrays = as_probs(probs)
-    n, c = arrays[0].shape
-    k = len(arrays) - 1
-    y = as_labels(labels, n, c)
-    macs = as_exit_costs(exit_macs, k)
-    full = as_full_cost(full_macs, macs)
-    latency = as_latency(exit_latency_ms, full_latency_ms, k)
+    arrays, y, macs, full, latency = checked_inputs(
+        probs, labels, exit_macs, full_macs, exit_latency_ms, full_latency_ms
+    )
+    n, k = len(y), len(arrays) - 1
     if cost == "latency" and latency is None:
         raise ValueError(
             "`cost='latency'` needs `exit_latency_ms` (the measured latency of "
