@@ -270,6 +270,32 @@ def _collect(model, data, batch_size, y, arg, labels_needed, transform):
     return outputs, (np.concatenate(labels) if has_labels else None)
 
 
+def exit_accuracies(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None, arg="data"):
+    """Accuracy of every exit on labelled `data`, from one `collect_logits` pass.
+
+    The share of examples whose argmax logit is the label, per exit: what
+    `evaluate_model`, `grow`, `cut_at_exit` and `compress` report.
+
+    Args:
+        model: `keras_scan.ScanModel`, or a plain single-output classifier
+            (logits or probabilities), read as one `"final"` exit.
+        data: labelled data as `collect_logits` takes it.
+        batch_size: int. Rows per model call. Defaults to 256.
+        y: labels for image-array `data`, or None. Defaults to None.
+        arg: str. The name of `data` in error messages. Defaults to `"data"`.
+
+    Returns:
+        A dict exit name -> accuracy (a float in [0, 1]), `exit_names` order.
+    """
+    logits, labels = collect_logits(
+        model, data, batch_size, y=y, labels_needed=True, arg=arg
+    )
+    return {
+        name: float(np.mean(np.argmax(z, axis=-1) == labels))
+        for name, z in zip(exit_names(model), logits)
+    }
+
+
 def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
     """Runs the whole model once over `data`; every exit's softmax probabilities.
 

@@ -1,12 +1,11 @@
 """`ScanModel`: a multi-exit CNN trained by self-distillation (SCAN)."""
 
-import math
-
 import keras
 from keras import ops
 
 from keras_scan import distribute, graph, losses
 from keras_scan.backbones import taps as taps_lib
+from keras_scan.checks import is_number
 from keras_scan.layers import HEADS, AttentionModule, ShallowClassifier
 from keras_scan.layers.attention_module import KINDS as ATTENTIONS
 
@@ -476,8 +475,7 @@ def resolve_attention(attention):
 
 
 def _check_number(name, value, low=None, high=None, low_open=False, integer=False):
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    ok = ok and math.isfinite(value)
+    ok = is_number(value)
     if ok and integer:
         ok = float(value).is_integer()
     if ok and low is not None:

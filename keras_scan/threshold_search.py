@@ -21,13 +21,12 @@ Compact and Efficient Models", NeurIPS 2019 (arXiv 1906.03951), section 3.3.
 
 from __future__ import annotations
 
-import math
-import numbers
 import time
 import warnings
 
 import numpy as np
 
+from keras_scan import progress as progress_lib
 from keras_scan.cascade_eval import (
     check_cost,
     checked_inputs,
@@ -35,6 +34,7 @@ from keras_scan.cascade_eval import (
     latency_figures,
     mean_cost,
 )
+from keras_scan.checks import check_int, is_number
 from keras_scan.exit_rule import Thresholds, check_fallback, check_measure
 from keras_scan.nsga import ThresholdProblem, run_nsga2
 
@@ -82,22 +82,13 @@ def _choose(n_correct, mean_macs, required_correct, budget):
     return int(best), False
 
 
-def _check_int(name, value, minimum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"`{name}` must be an integer. Received: {name}={value!r}")
-    if value < minimum:
-        raise ValueError(f"`{name}` must be >= {minimum}. Received: {name}={value!r}")
-    return int(value)
-
-
 def check_number(name, value):
     """`value` as a float; ValueError (naming `name`) unless a finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"`{name}` must be a number. Received: {name}={value!r}")
-    value = float(value)
-    if not math.isfinite(value):
-        raise ValueError(f"`{name}` must be finite. Received: {name}={value!r}")
-    return value
+    if not is_number(value):
+        raise ValueError(
+            f"`{name}` must be a finite number. Received: {name}={value!r}"
+        )
+    return float(value)
 
 
 def check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost):
@@ -152,6 +143,7 @@ def search_thresholds_from_probs(
     full_latency_ms=None,
     budget_ms=None,
     margin=DEFAULT_MARGIN,
+    progress=False,
 ):
     """Evolves per-exit thresholds (NSGA-II, DEAP) on cached validation outputs.
 
@@ -205,6 +197,8 @@ def search_thresholds_from_probs(
             before it is held to `max_accuracy_drop` (no effect with a
             budget). Defaults to `DEFAULT_MARGIN` (1.0; measured:
             `benchmarks/results/thresholds`).
+        progress: bool. Draw a bar over the NSGA-II generations on stderr
+            (`keras_scan.progress`). Defaults to `False`.
 
     Returns:
         `Thresholds` whose `metrics` hold the validation figures of the chosen
@@ -228,10 +222,11 @@ def search_thresholds_from_probs(
     check_measure(measure)
     check_fallback(fallback)
     check_cost(cost)
-    seed = _check_int("seed", seed, 0)
-    population = _check_int("population", population, 4)
+    progress_lib.check(progress)
+    seed = check_int("seed", seed, 0)
+    population = check_int("population", population, 4)
     population += -population % 4
-    generations = _check_int("generations", generations, 0)
+    generations = check_int("generations", generations, 0)
     check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost)
     if max_accuracy_drop is None and budget_macs is None and budget_ms is None:
         max_accuracy_drop = _DEFAULT_MAX_ACCURACY_DROP
@@ -291,7 +286,7 @@ def search_thresholds_from_probs(
     sweep_th = np.repeat(g_th[g_keep[picks], None], k, axis=1)
     seeds.extend(problem.encode(sweep_th))
     archive = []
-    run_nsga2(problem, seeds, population, generations, seed, archive)
+    run_nsga2(problem, seeds, population, generations, seed, archive, progress)
     ga_th = np.vstack([a[0] for a in archive])
     ga_correct = np.concatenate([a[1] for a in archive])
     ga_counts = np.vstack([a[2] for a in archive])

@@ -95,6 +95,13 @@ def test_one_pass_for_probabilities_and_evaluation(trained, fm_small, test_probs
     np.testing.assert_allclose(final, logits[-1][:100], atol=1e-5)
     with pytest.raises(ValueError, match="`split` has no labels"):
         training.predict_exits(model, x[:8])
+    # Per-exit accuracy (grow, cut_at_exit, compress) reads the same pass.
+    accuracies = inference.exit_accuracies(model, (x, y))
+    assert accuracies == {e["name"]: e["accuracy"] for e in result["exits"]}
+    plain_accuracy = inference.exit_accuracies(plain, x[:100], y=y[:100])
+    assert plain_accuracy == {"final": float(np.mean(final.argmax(axis=1) == y[:100]))}
+    with pytest.raises(ValueError, match="`val_data` has no labels"):
+        inference.exit_accuracies(model, x[:8], arg="val_data")
 
 
 @pytest.mark.slow

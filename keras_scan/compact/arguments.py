@@ -1,38 +1,10 @@
 """Argument checks of `keras_scan.compress` (all run before any work)."""
 
-import math
-
 import numpy as np
 
+from keras_scan.checks import is_number
 
-def check_int(name, value, low):
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, (int, np.integer))
-        or value < low
-    ):
-        raise ValueError(
-            f"`{name}` must be an int >= {low}. Received: {name}={value!r}"
-        )
-    return int(value)
-
-
-def check_float(name, value, low, high=None, low_open=True):
-    ok = (
-        isinstance(value, (int, float, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value > low if low_open else value >= low)
-        and (high is None or value <= high)
-    )
-    if not ok:
-        bound = f"{'>' if low_open else '>='} {low}" + (
-            f" and <= {high}" if high is not None else ""
-        )
-        raise ValueError(
-            f"`{name}` must be a number {bound}. Received: {name}={value!r}"
-        )
-    return float(value)
+__all__ = ["as_arrays", "check_budget", "names_list"]
 
 
 def check_budget(budget_flops, budget_params):
@@ -48,12 +20,7 @@ def check_budget(budget_flops, budget_params):
             f"Received: budget_flops={budget_flops!r}, budget_params={budget_params!r}"
         )
     name, value = given[0]
-    ok = (
-        isinstance(value, (int, float, np.floating))
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and 0 < value < 1
-    )
+    ok = is_number(value) and 0 < value < 1
     if not ok:
         raise ValueError(
             f"`{name}` must be a fraction of the teacher strictly between 0 and 1 "

@@ -11,6 +11,7 @@ import numpy as np
 
 from keras_scan import cost
 from keras_scan.backbones import taps as taps_lib
+from keras_scan.checks import check_float, check_int
 from keras_scan.compact import allocation, arguments, distillation
 from keras_scan.compact import blocks as blocks_lib
 from keras_scan.compact import student as student_lib
@@ -170,15 +171,15 @@ def compress_with_report(
     # --- arguments (all checked before any work) ---
     budget_arg, fraction = arguments.check_budget(budget_flops, budget_params)
     metric = "macs" if budget_arg == "budget_flops" else "params"
-    blockwise_epochs = arguments.check_int("blockwise_epochs", blockwise_epochs, 0)
-    finetune_epochs = arguments.check_int("finetune_epochs", finetune_epochs, 0)
-    batch_size = arguments.check_int("batch_size", batch_size, 1)
-    probe_batches = arguments.check_int("probe_batches", probe_batches, 1)
-    probe_images = arguments.check_int("probe_images", probe_images, 1)
-    seed = arguments.check_int("seed", seed, 0)
-    learning_rate = arguments.check_float("learning_rate", learning_rate, 0.0)
-    temperature = arguments.check_float("temperature", temperature, 0.0)
-    alpha = arguments.check_float("alpha", alpha, 0.0, 1.0, low_open=False)
+    blockwise_epochs = check_int("blockwise_epochs", blockwise_epochs, 0)
+    finetune_epochs = check_int("finetune_epochs", finetune_epochs, 0)
+    batch_size = check_int("batch_size", batch_size, 1)
+    probe_batches = check_int("probe_batches", probe_batches, 1)
+    probe_images = check_int("probe_images", probe_images, 1)
+    seed = check_int("seed", seed, 0)
+    learning_rate = check_float("learning_rate", learning_rate, 0.0, low_open=True)
+    temperature = check_float("temperature", temperature, 0.0, low_open=True)
+    alpha = check_float("alpha", alpha, 0.0, 1.0)
     is_scan = isinstance(teacher, ScanModel)
     if not is_scan:
         taps_lib.check_functional(teacher, "teacher")

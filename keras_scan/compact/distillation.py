@@ -15,8 +15,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_scan import graph, losses
-from keras_scan.scan_model import FINAL, ScanModel
+from keras_scan import graph, inference, losses
+from keras_scan.scan_model import ScanModel
 
 
 class BlockDistiller(keras.Model):
@@ -153,14 +153,7 @@ def exit_accuracies(model, x, y, batch_size, kind):
     """Accuracy per exit (`{"final": acc}` for a plain model), or `None`."""
     if kind == "features":
         return None
-    if isinstance(model, ScanModel):
-        pred = predict_arrays(model, x, batch_size)
-        return {
-            n: float(np.mean(np.argmax(pred[n], axis=-1) == y))
-            for n in model.exit_names
-        }
-    pred = predict_arrays(model, x, batch_size)
-    return {FINAL: float(np.mean(np.argmax(pred, axis=-1) == y))}
+    return inference.exit_accuracies(model, x, batch_size, y=y)
 
 
 def output_kind(model):

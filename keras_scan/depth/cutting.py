@@ -8,13 +8,12 @@ grow --from-run RUN`).
 """
 
 import keras
-import numpy as np
 
-from keras_scan import cost
+from keras_scan import cost, inference
 from keras_scan.depth.blocks import BLOCK_NAME
 from keras_scan.depth.checks import check_target
 from keras_scan.depth.report import summary
-from keras_scan.depth.splits import check_split, eval_batches, iterate, plain_accuracy
+from keras_scan.depth.splits import check_split, plain_accuracy
 
 __all__ = [
     "cut_at_exit",
@@ -155,19 +154,6 @@ def validation_accuracies(eval_payload, exit_names):
     return None
 
 
-def _scan_accuracies(model, split, batch_size=256):
-    """Validation accuracy of every exit of a ScanModel, one pass over `split`."""
-    correct = {n: 0 for n in model.exit_names}
-    total = 0
-    for x, y in iterate(eval_batches(split, batch_size)):
-        out = model(x, training=False)
-        y = np.asarray(y)
-        for n in model.exit_names:
-            correct[n] += int(np.sum(np.argmax(np.asarray(out[n]), -1) == y))
-        total += len(y)
-    return {n: correct[n] / max(total, 1) for n in model.exit_names}
-
-
 def from_scan_model(
     scan_model,
     target_accuracy,
@@ -212,7 +198,9 @@ def from_scan_model(
                 "`val_data` or `val_accuracies` must be given to choose an exit "
                 "on the validation split. Received: both None"
             )
-        val_accuracies = _scan_accuracies(scan_model, check_split("val_data", val_data))
+        val_accuracies = inference.exit_accuracies(
+            scan_model, check_split("val_data", val_data), arg="val_data"
+        )
         source = "measured"
     chosen, reached = select_exit(val_accuracies, target, names)
     cut = cut_at_exit(scan_model, chosen)

@@ -26,8 +26,9 @@ import numpy as np
 
 from keras_scan import cost
 from keras_scan.backbones.cifar_resnet import cifar_resnet
+from keras_scan.checks import check_float, check_int
 from keras_scan.depth.blocks import BACKBONES, make_backbone
-from keras_scan.depth.checks import check_float, check_int, check_target
+from keras_scan.depth.checks import check_target
 from keras_scan.depth.cutting import copy_model
 from keras_scan.depth.growing_network import HEADS, GrowingNetwork
 from keras_scan.depth.report import summary

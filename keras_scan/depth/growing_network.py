@@ -32,8 +32,8 @@ import numpy as np
 
 from keras_scan import graph
 from keras_scan.backbones import taps as taps_lib
+from keras_scan.checks import check_int
 from keras_scan.depth.blocks import residual_blocks, warm_start_block
-from keras_scan.depth.checks import check_int
 from keras_scan.layers import ShallowClassifier
 
 __all__ = ["HEADS", "GrowingNetwork"]

@@ -4,7 +4,6 @@ A split is `(x, y)` numpy arrays (x float32 0..255 NHWC, y int) or an
 unbatched `tf.data.Dataset` of `(image, label)`.
 """
 
-import keras
 import numpy as np
 
 __all__ = [
@@ -12,8 +11,6 @@ __all__ = [
     "num_examples",
     "image_shape",
     "batched",
-    "eval_batches",
-    "iterate",
     "plain_accuracy",
 ]
 
@@ -80,29 +77,8 @@ def batched(split, batch_size, training, augment, seed):
     )
 
 
-def eval_batches(split, batch_size=256):
-    """Batches of a checked split for evaluation (in order, not augmented)."""
-    from keras_scan import data
-
-    if isinstance(split, tuple):
-        return data.NumpyDataset(split[0], split[1], batch_size, training=False)
-    return data.make_tf_dataset(split, batch_size, training=False)
-
-
-def iterate(batches):
-    """Yields the batches of a `keras.utils.PyDataset` or any iterable."""
-    if isinstance(batches, keras.utils.PyDataset):
-        for i in range(len(batches)):
-            yield batches[i]
-    else:
-        yield from batches
-
-
 def plain_accuracy(model, split, batch_size=256):
     """Accuracy of an `image -> logits` model on a split (no compile needed)."""
-    correct = total = 0
-    for x, y in iterate(eval_batches(split, batch_size)):
-        logits = np.asarray(model(x, training=False))
-        correct += int(np.sum(np.argmax(logits, -1) == np.asarray(y)))
-        total += len(y)
-    return correct / max(total, 1)
+    from keras_scan import inference
+
+    return inference.exit_accuracies(model, split, batch_size, arg="test_data")["final"]
