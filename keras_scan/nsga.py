@@ -20,6 +20,7 @@ import random
 
 import numpy as np
 
+from keras_scan import progress as progress_lib
 from keras_scan.cascade_eval import mean_cost
 from keras_scan.exit_rule import confidence, fallback_predictions
 
@@ -180,8 +181,14 @@ def _midpoints_below(sorted_values):
     return _safe_midpoint(below, distinct)[group]
 
 
-def run_nsga2(problem, seed_genes, population, generations, rng_seed, archive):
-    """NSGA-II (DEAP) over genes in [0, 1]^K; every evaluation goes to `archive`."""
+def run_nsga2(
+    problem, seed_genes, population, generations, rng_seed, archive, progress=False
+):
+    """NSGA-II (DEAP) over genes in [0, 1]^K; every evaluation goes to `archive`.
+
+    `progress=True` draws a bar over the generations on stderr
+    (`keras_scan.progress`).
+    """
     from deap import base, tools
 
     class Fitness(base.Fitness):
@@ -207,6 +214,7 @@ def run_nsga2(problem, seed_genes, population, generations, rng_seed, archive):
 
     state = random.getstate()
     random.seed(rng_seed)
+    bar = progress_lib.bar(progress, total=generations, desc="NSGA-II", unit="gen")
     try:
         pop = [Individual(float(x) for x in g) for g in seed_genes[:population]]
         while len(pop) < population:
@@ -224,5 +232,7 @@ def run_nsga2(problem, seed_genes, population, generations, rng_seed, archive):
                 tools.mutPolynomialBounded(b, eta_mut, 0.0, 1.0, indpb)
             evaluate(offspring)
             pop = tools.selNSGA2(pop + offspring, population, nd="log")
+            bar.update(1)
     finally:
+        bar.close()
         random.setstate(state)

@@ -30,7 +30,10 @@ from collections.abc import Mapping
 import numpy as np
 
 from keras_scan import inference
+from keras_scan import progress as progress_lib
+from keras_scan.batches import checked_batches
 from keras_scan.cascade_eval import COSTS, as_latency, check_cost, evaluate_thresholds
+from keras_scan.checks import is_int
 from keras_scan.exit_rule import (
     FALLBACKS,
     FORMAT_VERSION,
@@ -81,6 +84,7 @@ def search_thresholds(
     latency=None,
     budget_ms=None,
     margin=DEFAULT_MARGIN,
+    progress=False,
 ):
     """Evolves per-exit thresholds of a SCAN model on its validation data.
 
@@ -120,6 +124,10 @@ def search_thresholds(
         margin: float >= 0. Standard errors of the validation accuracy drop
             the chosen point must clear `max_accuracy_drop` by (see
             `search_thresholds_from_probs`). Defaults to 1.0.
+        progress: bool. Draw progress bars on stderr (`keras_scan.progress`):
+            the forward pass over `val_data` (images) and the NSGA-II
+            generations. `keras-scan search` turns them on when stderr is a
+            terminal. Defaults to `False`.
 
     Returns:
         `Thresholds`; `metrics` as in `search_thresholds_from_probs`, plus
@@ -139,6 +147,7 @@ def search_thresholds(
     check_measure(measure)
     check_fallback(fallback)
     check_cost(cost)
+    progress_lib.check(progress)
     check_budgets(max_accuracy_drop, budget_macs, budget_ms, cost)
     if check_number("margin", margin) < 0:
         raise ValueError(
@@ -196,7 +205,7 @@ def search_thresholds(
                 f"Received: budget_macs={budget_macs!r}"
             )
     start = time.perf_counter()
-    probs, labels = inference.collect_probs(model, val_data, batch_size=batch_size)
+    probs, labels = _collect_probs(model, val_data, batch_size, progress)
     predict_seconds = time.perf_counter() - start
     if labels is None:
         raise ValueError(
@@ -220,6 +229,7 @@ def search_thresholds(
         full_latency_ms=full_ms,
         budget_ms=budget_ms,
         margin=margin,
+        progress=progress,
     )
     if cost == "latency":
         standalone = latency.get("standalone_latency_ms") or exit_ms
@@ -238,3 +248,51 @@ def search_thresholds(
             if key in latency
         }
     return result
+
+
+def _collect_probs(model, data, batch_size, progress):
+    """`inference.collect_probs` of `data`; with `progress`, batch by batch under a bar.
+
+    The bar counts images (its total is known for arrays and unbatched
+    datasets of known size). Each batch goes through `collect_probs` itself,
+    so the probabilities are the same either way.
+    """
+    if not progress:
+        return inference.collect_probs(model, data, batch_size=batch_size)
+    inference.check_model(model)
+    if not is_int(batch_size) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
+        )
+    chunks, labels, has_labels = [], [], None
+    with progress_lib.bar(
+        True, total=_num_images(data), desc="forward pass", unit="images"
+    ) as bar:
+        for xb, yb in checked_batches(data, None, batch_size, model, "data", False):
+            if has_labels is None:
+                has_labels = yb is not None
+            elif has_labels != (yb is not None):
+                raise ValueError("`data` yields batches with and without labels.")
+            probs, _ = inference.collect_probs(model, xb, batch_size=len(xb))
+            chunks.append(probs)
+            if yb is not None:
+                labels.append(yb)
+            bar.update(len(xb))
+    probs = [np.concatenate(parts) for parts in zip(*chunks)]
+    return probs, (np.concatenate(labels) if has_labels else None)
+
+
+def _num_images(data):
+    """How many images `data` holds, when that is known without reading it."""
+    if isinstance(data, (tuple, list)) and data:
+        data = data[0]
+    shape = getattr(data, "shape", None)
+    if shape is not None and len(shape) == 4:
+        return int(shape[0])
+    spec = getattr(data, "element_spec", None)
+    if spec is not None and hasattr(data, "cardinality"):
+        image = spec[0] if isinstance(spec, (tuple, list)) else spec
+        if getattr(getattr(image, "shape", None), "rank", None) == 3:
+            n = int(data.cardinality())
+            return n if n >= 0 else None
+    return None

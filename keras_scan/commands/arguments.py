@@ -13,7 +13,9 @@ One rule, checked in one of three places:
   `--from-run` can refuse them): a `keras_scan.cli.UserError`
   (`` `--start-depth` must be >= 1. Received: --start-depth=0 ``).
 
-`output_folder` is the `--out` check of the commands that write a new folder.
+`add_progress_flag` declares `--progress` / `--no-progress` (bars on stderr,
+by default only on a terminal); `output_folder` is the `--out` check of the
+commands that write a new folder.
 """
 
 import argparse
@@ -86,6 +88,25 @@ def fraction(requirement="a fraction strictly between 0 and 1"):
 def int_at_least(low):
     """An argparse type: an int >= `low`."""
     return _type(at_least(low), lambda text: _convert(text, int, "an int"), "int")
+
+
+# ------------------------------------------------------------ progress bars
+
+
+def add_progress_flag(parser, what):
+    """`--progress` / `--no-progress`: bars on stderr over `what`.
+
+    Unset (None), the command draws them when stderr is a terminal
+    (`keras_scan.progress.wanted`): never into a pipe, a file or a test's
+    captured output.
+    """
+    parser.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help=f"progress bars on stderr over {what} (default: only when stderr "
+        "is a terminal)",
+    )
 
 
 # ------------------------------------------------------ checks after parsing

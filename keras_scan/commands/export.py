@@ -77,11 +77,12 @@ def add_parser(subparsers):
     p.add_argument(
         "--data-dir", default=None, help="folder with the Fashion-MNIST files"
     )
+    arguments.add_progress_flag(p, "the int8 calibration images of each file")
     return p
 
 
 def run(args):
-    from keras_scan import runs
+    from keras_scan import progress, runs
     from keras_scan.export import export
 
     run_dir = runs.run_path(args.run)
@@ -114,6 +115,7 @@ def run(args):
             eval_limit=args.eval_limit or None,
             seed=int(config.get("seed", 0)),
             dataset=config.get("dataset"),
+            progress=progress.wanted(args.progress),
         )
     for w in caught:
         note = (

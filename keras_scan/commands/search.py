@@ -118,6 +118,7 @@ def add_parser(subparsers):
     p.add_argument(
         "--data-dir", default=None, help="folder with the Fashion-MNIST files"
     )
+    arguments.add_progress_flag(p, "the validation pass and the NSGA-II generations")
     return p
 
 
@@ -167,7 +168,7 @@ def load_latency(args, exit_info, UserError, flag="--export"):
 
 
 def run(args):
-    from keras_scan import data, files, plots, runs, thresholds
+    from keras_scan import data, files, plots, progress, runs, thresholds
     from keras_scan.cli import UserError
 
     check_latency_flags(args, UserError)
@@ -199,6 +200,7 @@ def run(args):
         generations=args.generations,
         margin=args.margin,
         batch_size=args.batch_size,
+        progress=progress.wanted(args.progress),
     )
     m = result.metrics
     # thresholds.json and tradeoff.png are replaced together or not at all.

@@ -9,6 +9,7 @@ import pathlib
 import tempfile
 import time
 
+from keras_scan import progress as progress_lib
 from keras_scan.export import arguments, evaluation, litert
 from keras_scan.export import manifest as manifest_lib
 from keras_scan.export.litert import DEFAULT_CALIBRATION_SAMPLES
@@ -30,6 +31,7 @@ def export(
     seed=0,
     dataset=None,
     verbose=False,
+    progress=False,
 ):
     """Exports every exit and the chained cascade of a SCAN model to LiteRT.
 
@@ -64,6 +66,10 @@ def export(
         dataset: str, optional. The dataset spec the model was trained on,
             recorded in the manifest's preprocessing.
         verbose: bool. Print one line per file written. Defaults to `False`.
+        progress: bool. Draw a bar on stderr over the calibration images of
+            each int8 file as the converter calibrates it
+            (`keras_scan.progress`); `keras-scan export` turns it on when
+            stderr is a terminal. Defaults to `False`.
 
     Returns:
         The manifest (a dict), as written to `out_dir/manifest.json`.
@@ -92,6 +98,7 @@ def export(
             f"`uint8_input` must be a bool. Received: uint8_input={uint8_input!r}"
         )
     arguments.check_positive_int("calibration_samples", calibration_samples)
+    progress_lib.check(progress)
     if eval_limit is not None:
         arguments.check_positive_int("eval_limit", eval_limit)
     num_shallow = len(model.exit_names) - 1
@@ -142,6 +149,7 @@ def export(
             test=test,
             dataset=dataset,
             verbose=verbose,
+            progress=progress,
         )
     return manifest
 
@@ -159,6 +167,7 @@ def _export_into(
     test,
     dataset,
     verbose,
+    progress=False,
 ):
     """Converts every file into `folder`, then writes (and evaluates) the manifest."""
     folder = pathlib.Path(folder)
@@ -185,7 +194,15 @@ def _export_into(
             for mode in modes:
                 file_name = f"{stem}.{mode}.tflite"
                 start = time.perf_counter()
-                blob = litert.convert(saved_model, keys, mode, calibration, uint8_input)
+                blob = litert.convert(
+                    saved_model,
+                    keys,
+                    mode,
+                    calibration,
+                    uint8_input,
+                    progress=progress,
+                    name=file_name,
+                )
                 path = folder / file_name
                 path.write_bytes(blob)
                 files[file_name] = {

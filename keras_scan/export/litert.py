@@ -7,6 +7,7 @@ LiteRT ops are allowed (no Flex delegate needed on a phone). Every endpoint has
 batch size 1. TensorFlow is imported inside the functions that need it.
 """
 
+import functools
 import warnings
 
 import numpy as np
@@ -80,11 +81,18 @@ def write_saved_model(artifacts, path):
     archive.write_out(str(path), verbose=False)
 
 
-def convert(saved_model, keys, mode, calibration, uint8_input):
-    """Converts the endpoints `keys` of the SavedModel to one .tflite (bytes)."""
+def convert(
+    saved_model, keys, mode, calibration, uint8_input, *, progress=False, name=None
+):
+    """Converts the endpoints `keys` of the SavedModel to one .tflite (bytes).
+
+    With `progress` (int8 only), a bar on stderr counts the calibration images
+    the converter reads, named after `name` (the file being written).
+    """
     import tensorflow as tf
 
     from keras_scan import native_logs
+    from keras_scan import progress as progress_lib
 
     converter = tf.lite.TFLiteConverter.from_saved_model(
         str(saved_model), signature_keys=list(keys)
@@ -101,15 +109,41 @@ def convert(saved_model, keys, mode, calibration, uint8_input):
         io_type = tf.uint8 if uint8_input else tf.int8
         converter.inference_input_type = io_type
         converter.inference_output_type = io_type
+    calibrating = mode == "int8" and bool(progress)
+    # The bar's stream is taken before `_convert_quietly` captures descriptor 2,
+    # so the bar reaches the terminal while the converter calibrates.
+    with progress_lib.terminal_stream(calibrating) as stream:
+        if mode == "int8":
+            new_bar = functools.partial(
+                progress_lib.bar,
+                calibrating,
+                total=len(calibration["image"]),
+                desc=f"calibrating {name or '+'.join(keys)}",
+                unit="images",
+                file=stream,
+            )
+            converter.representative_dataset = functools.partial(
+                _calibration_samples, calibration, keys, new_bar
+            )
+        return _convert_quietly(converter, native_logs)
 
-        def representative_dataset():
-            n = len(calibration["image"])
-            for j in range(n):
-                for key in keys:
-                    name, array = calibration[key]
-                    yield key, {name: array[j : j + 1]}
 
-        converter.representative_dataset = representative_dataset
+def _calibration_samples(calibration, keys, new_bar):
+    """The converter's representative dataset: every image through each endpoint.
+
+    `new_bar()` makes the bar (counting images), once the converter starts
+    reading.
+    """
+    with new_bar() as bar:
+        for j in range(len(calibration["image"])):
+            for key in keys:
+                input_name, array = calibration[key]
+                yield key, {input_name: array[j : j + 1]}
+            bar.update(1)
+
+
+def _convert_quietly(converter, native_logs):
+    """`converter.convert()` without the quantizer's settings lines and notes."""
     # The quantizer prints its settings once per endpoint with a plain stream,
     # whatever TF_CPP_MIN_LOG_LEVEL says; dropped unless the level shows INFO.
     with (

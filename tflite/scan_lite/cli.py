@@ -2,7 +2,7 @@
 
 ```
 scan-lite run EXPORT IMAGE... [--variant int8] [--fit] [--stage-files] [--json]
-scan-lite bench EXPORT (--idx IMAGES LABELS | --npz FILE) [--limit N] [--json OUT]
+scan-lite bench EXPORT (--idx IMAGES LABELS | --npz FILE) [--limit N] [--json OUT] [--progress]
 scan-lite profile EXPORT [--variant V|all] [--threads N] [--warmup W] [--repeats R] [--images X.npy]
 ```
 """
@@ -18,6 +18,7 @@ import numpy as np
 from scan_lite import images as images_lib
 from scan_lite import jsonfile
 from scan_lite import manifest as manifest_lib
+from scan_lite import progress as progress_lib
 from scan_lite.cascade import Cascade, confidence, should_exit
 from scan_lite.manifest import ManifestError
 
@@ -78,6 +79,13 @@ def build_parser():
         "--warmup", type=int, default=5, help="untimed runs first (default 5)"
     )
     bench.add_argument("--json", metavar="OUT", help="also write the report here")
+    bench.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a progress bar on stderr over the images (default: only when "
+        "stderr is a terminal)",
+    )
     bench.set_defaults(_run=cmd_bench)
 
     prof = sub.add_parser(
@@ -240,7 +248,7 @@ def _load_bench_data(args, num_classes):
     return x, y.astype(np.int64)
 
 
-def bench(cascade, x, y, warmup=5):
+def bench(cascade, x, y, warmup=5, progress=False):
     """Accuracy, share per exit and latency of the cascade vs the exit models.
 
     For each image (after `warmup` untimed images) it runs, in one pass: the
@@ -254,6 +262,8 @@ def bench(cascade, x, y, warmup=5):
         x: images (N, H, W[, C]) 0..255, fitted to the model input here.
         y: labels (N,).
         warmup: int. Untimed images run first.
+        progress: bool. Draw a bar over the images on stderr (outside the
+            timed calls). Defaults to `False`.
 
     Returns:
         dict (the report).
@@ -277,6 +287,9 @@ def bench(cascade, x, y, warmup=5):
     naive_pred = np.empty(n, np.int64)
     naive_exit = np.empty(n, np.int64)
     naive_ms = np.empty(n)
+    bar = progress_lib.bar(
+        progress, total=n, desc=f"bench {cascade.variant}", unit="images"
+    )
     start = time.perf_counter()
     for lo in range(0, n, 256):
         batch = images_lib.fit_images(x[lo : lo + 256], h, w, c)
@@ -304,7 +317,9 @@ def bench(cascade, x, y, warmup=5):
                 naive_pred[i] = int(np.argmax(all_probs[answer]))
             naive_exit[i] = answer
             naive_ms[i] = float(exit_ms[: answer + 1, i].sum())
+            bar.update(1)
     elapsed = time.perf_counter() - start
+    bar.close()
 
     def shares(index):
         return [float(v) / n for v in np.bincount(index, minlength=k + 1)]
@@ -368,7 +383,9 @@ def cmd_bench(args):
     # The data is checked before the models are loaded and anything is written.
     x, y = _load_bench_data(args, int(m["model"]["num_classes"]))
     cascade = _cascade(args)
-    report = bench(cascade, x, y, warmup=args.warmup)
+    report = bench(
+        cascade, x, y, warmup=args.warmup, progress=progress_lib.wanted(args.progress)
+    )
     c, f, naive = report["cascade"], report["full"], report["naive_exit_models"]
     print(
         f"{report['num_samples']} images, variant {report['variant']}, "
