@@ -33,6 +33,7 @@ import weakref
 import numpy as np
 
 from keras_scan import exit_rule
+from keras_scan import progress as progress_lib
 from keras_scan.batches import check_images, checked_batches
 from keras_scan.checks import is_int
 from keras_scan.exit_rule import softmax
@@ -242,30 +243,52 @@ def collect_logits(
     return _collect(model, data, batch_size, y, arg, labels_needed, _as_float32)
 
 
+def _num_images(data):
+    """How many images `data` holds, when that is known without reading it."""
+    if isinstance(data, (tuple, list)) and data:
+        data = data[0]
+    shape = getattr(data, "shape", None)
+    if shape is not None and len(shape) == 4:
+        return int(shape[0])
+    spec = getattr(data, "element_spec", None)
+    if spec is not None and hasattr(data, "cardinality"):
+        image = spec[0] if isinstance(spec, (tuple, list)) else spec
+        if getattr(getattr(image, "shape", None), "rank", None) == 3:
+            n = int(data.cardinality())
+            return n if n >= 0 else None
+    return None
+
+
 def _as_float32(logits):
     return np.asarray(logits, np.float32)
 
 
-def _collect(model, data, batch_size, y, arg, labels_needed, transform):
+def _collect(model, data, batch_size, y, arg, labels_needed, transform, progress=False):
     """`transform` of every exit's output over `data`, batch by batch, and labels."""
+    progress_lib.check(progress)
     batch_size = _check_batch_size(batch_size)
     runner = _runner(model)
     names = exit_names(model)
     chunks = [[] for _ in names]
     labels = []
     has_labels = None
-    for xb, yb in checked_batches(data, y, batch_size, model, arg, labels_needed):
-        if has_labels is None:
-            has_labels = yb is not None
-        elif has_labels != (yb is not None):
-            raise ValueError(f"`{arg}` yields batches with and without labels.")
-        out = runner(xb)
-        if not isinstance(out, dict):  # a plain model: its one output
-            out = {names[-1]: out}
-        for chunk, name in zip(chunks, names):
-            chunk.append(transform(out[name]))
-        if yb is not None:
-            labels.append(yb)
+    bar = progress_lib.bar(
+        progress, total=_num_images(data), desc="forward pass", unit="images"
+    )
+    with bar:
+        for xb, yb in checked_batches(data, y, batch_size, model, arg, labels_needed):
+            if has_labels is None:
+                has_labels = yb is not None
+            elif has_labels != (yb is not None):
+                raise ValueError(f"`{arg}` yields batches with and without labels.")
+            out = runner(xb)
+            if not isinstance(out, dict):  # a plain model: its one output
+                out = {names[-1]: out}
+            for chunk, name in zip(chunks, names):
+                chunk.append(transform(out[name]))
+            if yb is not None:
+                labels.append(yb)
+            bar.update(len(xb))
     outputs = [np.concatenate(c) for c in chunks]
     return outputs, (np.concatenate(labels) if has_labels else None)
 
@@ -296,7 +319,9 @@ def exit_accuracies(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None, arg="
     }
 
 
-def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
+def collect_probs(
+    model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None, progress=False
+):
     """Runs the whole model once over `data`; every exit's softmax probabilities.
 
     This is what the threshold search caches: one forward pass of the multi-exit
@@ -311,6 +336,9 @@ def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
         batch_size: int. Rows per model call for array data and unbatched
             datasets. Defaults to 256.
         y: labels for image-array `data`, or None. Defaults to None.
+        progress: bool. Draw a bar over the images on stderr
+            (`keras_scan.progress`; its total is known for arrays and
+            unbatched datasets of known size). Defaults to `False`.
 
     Returns:
         `(probs, labels)`: `probs` a list of K+1 float32 arrays of shape (N, C)
@@ -325,7 +353,7 @@ def collect_probs(model, data, batch_size=DEFAULT_BATCH_SIZE, *, y=None):
     ```
     """
     check_model(model)
-    return _collect(model, data, batch_size, y, "data", False, softmax)
+    return _collect(model, data, batch_size, y, "data", False, softmax, progress)
 
 
 class ScalableInference:

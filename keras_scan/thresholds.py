@@ -31,9 +31,7 @@ import numpy as np
 
 from keras_scan import inference
 from keras_scan import progress as progress_lib
-from keras_scan.batches import checked_batches
 from keras_scan.cascade_eval import COSTS, as_latency, check_cost, evaluate_thresholds
-from keras_scan.checks import is_int
 from keras_scan.exit_rule import (
     FALLBACKS,
     FORMAT_VERSION,
@@ -205,7 +203,9 @@ def search_thresholds(
                 f"Received: budget_macs={budget_macs!r}"
             )
     start = time.perf_counter()
-    probs, labels = _collect_probs(model, val_data, batch_size, progress)
+    probs, labels = inference.collect_probs(
+        model, val_data, batch_size=batch_size, progress=progress
+    )
     predict_seconds = time.perf_counter() - start
     if labels is None:
         raise ValueError(
@@ -248,51 +248,3 @@ def search_thresholds(
             if key in latency
         }
     return result
-
-
-def _collect_probs(model, data, batch_size, progress):
-    """`inference.collect_probs` of `data`; with `progress`, batch by batch under a bar.
-
-    The bar counts images (its total is known for arrays and unbatched
-    datasets of known size). Each batch goes through `collect_probs` itself,
-    so the probabilities are the same either way.
-    """
-    if not progress:
-        return inference.collect_probs(model, data, batch_size=batch_size)
-    inference.check_model(model)
-    if not is_int(batch_size) or batch_size < 1:
-        raise ValueError(
-            f"`batch_size` must be a positive int. Received: batch_size={batch_size!r}"
-        )
-    chunks, labels, has_labels = [], [], None
-    with progress_lib.bar(
-        True, total=_num_images(data), desc="forward pass", unit="images"
-    ) as bar:
-        for xb, yb in checked_batches(data, None, batch_size, model, "data", False):
-            if has_labels is None:
-                has_labels = yb is not None
-            elif has_labels != (yb is not None):
-                raise ValueError("`data` yields batches with and without labels.")
-            probs, _ = inference.collect_probs(model, xb, batch_size=len(xb))
-            chunks.append(probs)
-            if yb is not None:
-                labels.append(yb)
-            bar.update(len(xb))
-    probs = [np.concatenate(parts) for parts in zip(*chunks)]
-    return probs, (np.concatenate(labels) if has_labels else None)
-
-
-def _num_images(data):
-    """How many images `data` holds, when that is known without reading it."""
-    if isinstance(data, (tuple, list)) and data:
-        data = data[0]
-    shape = getattr(data, "shape", None)
-    if shape is not None and len(shape) == 4:
-        return int(shape[0])
-    spec = getattr(data, "element_spec", None)
-    if spec is not None and hasattr(data, "cardinality"):
-        image = spec[0] if isinstance(spec, (tuple, list)) else spec
-        if getattr(getattr(image, "shape", None), "rank", None) == 3:
-            n = int(data.cardinality())
-            return n if n >= 0 else None
-    return None

@@ -69,7 +69,7 @@ def test_search_bars_when_asked_and_same_result(tiny_model, val_data, capsys):
     assert "forward pass" in err and f"{N}/{N}" in err
     assert "NSGA-II" in err and "3/3" in err
     assert err.count("100%") == 2
-    # Batch by batch under the bar, the same probabilities and choice.
+    # The same forward pass under the bar: the same probabilities and choice.
     assert shown.values == quiet.values
     assert shown.metrics["front"] == quiet.metrics["front"]
 
@@ -79,14 +79,16 @@ def test_forward_pass_bar_on_a_dataset(tiny_model, val_data, capsys):
 
     x, y = val_data
     ds = tf.data.Dataset.from_tensor_slices((x, y))  # unbatched: size known
-    probs, labels = thresholds._collect_probs(tiny_model, ds, 16, True)
+    probs, labels = keras_scan.inference.collect_probs(
+        tiny_model, ds, 16, progress=True
+    )
     assert f"{N}/{N}" in capsys.readouterr().err
     reference, ref_labels = keras_scan.inference.collect_probs(tiny_model, (x, y))
     np.testing.assert_array_equal(labels, ref_labels)
     for a, b in zip(probs, reference):
         np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
     # Batched: the image count is unknown up front, the bar still counts them.
-    thresholds._collect_probs(tiny_model, ds.batch(16), 16, True)
+    keras_scan.inference.collect_probs(tiny_model, ds.batch(16), 16, progress=True)
     assert f"{N} images [" in capsys.readouterr().err
 
 
