@@ -10,18 +10,24 @@ them obey `TF_CPP_MIN_LOG_LEVEL`; two kinds do not:
 - the LiteRT quantizer's settings, printed with a plain stream once per
   converted endpoint: "fully_quantize: 0, inference_type: 6, ...".
 
-`dropped_lines` captures descriptor 2 around one call and writes back every
-line that does not match the pattern, so warnings, errors and tracebacks still
-reach the terminal (after the call; a crash inside it loses what it printed).
-It only drops lines while the level in effect hides INFO, so
-`TF_CPP_MIN_LOG_LEVEL=0` (`keras-scan --verbose`) shows everything.
+`dropped_lines` drops the lines matching a pattern from descriptor 2 around
+one call and writes back every other line, so warnings, errors and tracebacks
+still reach the terminal (after the call; a crash inside it loses what it
+printed). The capture is scan_lite's (`scan_lite.native_logs`, which drops
+LiteRT's own INFO lines with it); here it only drops lines while the level in
+effect hides INFO, so `TF_CPP_MIN_LOG_LEVEL=0` (`keras-scan --verbose`) shows
+everything. Without scan_lite installed (`pip install ./tflite`) nothing is
+dropped.
 """
 
 import contextlib
 import os
 import re
-import sys
-import tempfile
+
+try:
+    from scan_lite import native_logs as _capture
+except ImportError:  # scan_lite (tflite/) not installed: nothing is dropped
+    _capture = None
 
 LOAD_TIME_INFO = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are "
@@ -41,36 +47,12 @@ def min_log_level():
         return 0
 
 
-@contextlib.contextmanager
 def dropped_lines(pattern):
     """Drops lines matching `pattern` (bytes regex) from stderr while inside.
 
-    Does nothing when `TF_CPP_MIN_LOG_LEVEL` shows INFO, or when descriptor 2
-    cannot be captured.
+    Does nothing when `TF_CPP_MIN_LOG_LEVEL` shows INFO, when descriptor 2
+    cannot be captured, or when scan_lite is not installed.
     """
-    if min_log_level() < 1:
-        yield
-        return
-    try:
-        sys.stderr.flush()
-        saved = os.dup(2)
-    except (AttributeError, OSError, ValueError):
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        try:
-            os.dup2(captured.fileno(), 2)
-            yield
-        finally:
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            data = b"".join(
-                line
-                for line in captured.read().splitlines(keepends=True)
-                if not pattern.match(line)
-            )
-            while data:
-                data = data[os.write(2, data) :]
+    if _capture is None:
+        return contextlib.nullcontext()
+    return _capture.dropped_lines(pattern, enabled=min_log_level() >= 1)

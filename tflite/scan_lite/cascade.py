@@ -8,7 +8,7 @@ import numpy as np
 
 from scan_lite import images as images_lib
 from scan_lite import manifest as manifest_lib
-from scan_lite import quant
+from scan_lite import native_logs, quant
 
 
 def confidence(probs, measure):
@@ -243,7 +243,15 @@ class Cascade:
     def _open(self, name):
         path = manifest_lib.safe_path(self.export_dir, name)
         try:
-            return self._Interpreter(model_path=str(path), num_threads=self.num_threads)
+            # Allocating applies LiteRT's default CPU delegate (XNNPACK) here,
+            # not in the first (timed) run, and LiteRT announces it once per
+            # process on stderr: that INFO line is dropped (native_logs).
+            with native_logs.quiet_litert():
+                interpreter = self._Interpreter(
+                    model_path=str(path), num_threads=self.num_threads
+                )
+                interpreter.allocate_tensors()
+            return interpreter
         except (ValueError, RuntimeError) as e:
             raise manifest_lib.ManifestError(
                 f"LiteRT cannot load {name} ({str(path)!r}): {e}. "

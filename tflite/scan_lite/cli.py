@@ -5,10 +5,16 @@ scan-lite run EXPORT IMAGE... [--variant int8] [--fit] [--stage-files] [--json]
 scan-lite bench EXPORT (--idx IMAGES LABELS | --npz FILE) [--limit N] [--json OUT] [--progress]
 scan-lite profile EXPORT [--variant V|all] [--threads N] [--warmup W] [--repeats R] [--images X.npy]
 ```
+
+LiteRT announces its CPU delegate on stderr ("INFO: Created TensorFlow Lite
+XNNPACK delegate for CPU."); that INFO line is dropped (scan_lite.native_logs)
+unless `TF_CPP_MIN_LOG_LEVEL=0` or `-v` / `--verbose` (before or after the
+command, which sets that variable). Warnings and errors always show.
 """
 
 import argparse
 import json
+import os
 import pathlib
 import sys
 import time
@@ -22,16 +28,33 @@ from scan_lite import progress as progress_lib
 from scan_lite.cascade import Cascade, confidence, should_exit
 from scan_lite.manifest import ManifestError
 
+_VERBOSE_HELP = "show LiteRT's INFO lines on stderr (sets TF_CPP_MIN_LOG_LEVEL=0)"
+
+
+def _add_verbose_flag(p):
+    """`-v/--verbose` on a subcommand too (kept off the namespace unless given)."""
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help=_VERBOSE_HELP,
+    )
+
 
 def build_parser():
     parser = argparse.ArgumentParser(
         prog="scan-lite",
         description="Early-exit inference with a keras_scan LiteRT export "
         "(numpy + ai-edge-litert only).",
+        epilog="LiteRT's INFO lines on stderr are hidden unless "
+        "TF_CPP_MIN_LOG_LEVEL=0; -v/--verbose (before or after COMMAND) shows them.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help=_VERBOSE_HELP)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     def common(p):
+        _add_verbose_flag(p)
         p.add_argument("export", help="export folder (with manifest.json)")
         p.add_argument(
             "--variant",
@@ -98,6 +121,7 @@ def build_parser():
         "`keras-scan search --cost latency`). Example: scan-lite profile "
         "exports/fm18 --variant int8 --repeats 200",
     )
+    _add_verbose_flag(prof)
     prof.add_argument("export", help="export folder (with manifest.json)")
     prof.add_argument(
         "--variant",
@@ -134,6 +158,9 @@ def build_parser():
 def main(argv=None):
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.verbose:
+        # scan_lite.native_logs then lets LiteRT's INFO lines through.
+        os.environ["TF_CPP_MIN_LOG_LEVEL"] = "0"
     try:
         return int(args._run(args) or 0)
     except (ManifestError, ValueError, OSError) as e:
