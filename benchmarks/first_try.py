@@ -1,0 +1,136 @@
+"""A first try, as a new user makes it: a short run from scratch, every exit on test.
+
+One `keras-scan train` per (case, variant), each on the same data, seed and
+epochs; the variants differ by the flags listed below. The cases are the
+issue's: CIFAR ResNet18 (width 64) for one epoch on 3,000 Fashion-MNIST images,
+and Keras Applications from scratch for two epochs on 2,000 images (batch 64).
+Accuracies are read from each run's `eval.json` (the test split, `--limit`
+images); the runs' own folders are temporary.
+
+    python benchmarks/first_try.py                         # every case and variant
+    python benchmarks/first_try.py --cases resnet50 --variants default
+
+Writes `benchmarks/results/first-try/results.json` and `REPORT.md` (rows
+already there for other cases or variants are kept).
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import common  # noqa: E402
+
+BASE = "--dataset fashion_mnist --image-size 32 --verbose 0"
+# name -> the flags of the first try
+CASES = {
+    "cifar_resnet18": "--backbone cifar_resnet18 --epochs 1 --limit 3000",
+    "resnet50": "--backbone resnet50 --epochs 2 --limit 2000 --batch-size 64",
+    "mobilenet_v2": "--backbone mobilenet_v2 --epochs 2 --limit 2000 --batch-size 64",
+}
+# name -> extra flags: the defaults, and the warm-up as a bare 5% of the steps
+# (what the package did before `--min-warmup-steps`).
+VARIANTS = {
+    "default": "",
+    "warmup_5pct_only": "--min-warmup-steps 0",
+}
+OUT = ROOT / "benchmarks" / "results" / "first-try"
+
+
+def run_case(case, variant, folder):
+    argv = [
+        str(pathlib.Path(sys.executable).parent / "keras-scan"),
+        "train",
+        *shlex.split(CASES[case]),
+        *shlex.split(BASE),
+        *shlex.split(VARIANTS[variant]),
+        "--out",
+        str(folder),
+    ]
+    start = time.perf_counter()
+    subprocess.run(argv, check=True)
+    seconds = time.perf_counter() - start
+    result = json.loads((folder / "eval.json").read_text())
+    config = json.loads((folder / "config.json").read_text())
+    return {
+        "command": "keras-scan " + shlex.join(argv[1:-2]),
+        "exits": {e["name"]: e["accuracy"] for e in result["exits"]},
+        "num_test": result["num_examples"],
+        "seed": config["seed"],
+        "seconds": round(seconds, 1),
+    }
+
+
+def report(results):
+    lines = [
+        "# A first try: every exit after a short run from scratch",
+        "",
+        "Test accuracy (%) of every exit, `keras-scan train` with the flags shown "
+        "(Fashion-MNIST fitted to 32x32x3, seed 0). `default`: the package's "
+        "defaults; `warmup_5pct_only`: the warm-up as a bare 5% of the steps "
+        "(`--min-warmup-steps 0`, the package before it had that flag). Target: "
+        "every exit >= 50%.",
+        "",
+        "| case | variant | exits | min | command |",
+        "|---|---|---|---|---|",
+    ]
+    for key in sorted(results["runs"]):
+        r = results["runs"][key]
+        acc = [100 * a for a in r["exits"].values()]
+        exits = " / ".join(f"{a:.2f}" for a in acc)
+        lines.append(
+            f"| {r['case']} | {r['variant']} | {exits} | {min(acc):.2f} | "
+            f"`{r['command']}` |"
+        )
+    env = results["environment"]
+    lines += [
+        "",
+        f"Machine: {env.get('cpu')}, {env.get('cpu_count')} cores. "
+        "Reproduce: `python benchmarks/first_try.py`.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--variants", default=",".join(VARIANTS))
+    p.add_argument("--out", type=pathlib.Path, default=OUT)
+    args = p.parse_args(argv)
+    cases = [c for c in args.cases.split(",") if c]
+    variants = [v for v in args.variants.split(",") if v]
+    for name, table, arg in (
+        (cases, CASES, "--cases"),
+        (variants, VARIANTS, "--variants"),
+    ):
+        unknown = [n for n in name if n not in table]
+        if unknown:
+            p.error(f"{arg}: unknown {unknown}; valid: {', '.join(table)}")
+    path = args.out / "results.json"
+    results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
+    results["environment"] = common.environment()
+    for case in cases:
+        for variant in variants:
+            with tempfile.TemporaryDirectory() as tmp:
+                row = run_case(case, variant, pathlib.Path(tmp) / "run")
+            row.update(case=case, variant=variant)
+            results["runs"][f"{case}/{variant}"] = row
+            print(
+                case, variant, {k: round(100 * v, 2) for k, v in row["exits"].items()}
+            )
+            args.out.mkdir(parents=True, exist_ok=True)
+            common.write_json(path, results)
+            (args.out / "REPORT.md").write_text(report(results))
+
+
+if __name__ == "__main__":
+    main()
