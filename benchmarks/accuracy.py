@@ -12,7 +12,6 @@ later sections.
 """
 
 import json
-import math
 import time
 
 import keras
@@ -91,17 +90,13 @@ class EpochTimer(keras.callbacks.Callback):
         self.seconds.append(time.perf_counter() - self._t0)
 
 
-def _steps_per_epoch(splits, batch_size):
-    return max(1, math.ceil(len(splits.train[1]) / batch_size))
-
-
 def train_variant(ctx, name):
     """Trains one variant; returns `(model, record)`."""
     config = variant_config(ctx.settings, name)
     splits = ctx.splits
     keras.utils.set_random_seed(config["seed"])
     model = training.make_model(config, splits.num_classes)
-    steps = _steps_per_epoch(splits, config["batch_size"])
+    steps = training.steps_per_epoch(splits, config["batch_size"])
     training.compile_model(model, training.make_optimizer(config, steps))
     train_ds, val_ds = training.make_pipelines(splits, config)
     timer = EpochTimer()
@@ -110,6 +105,7 @@ def train_variant(ctx, name):
         train_ds,
         validation_data=val_ds,
         epochs=config["epochs"],
+        steps_per_epoch=steps,
         shuffle=False,  # the pipelines shuffle (seeded)
         callbacks=[
             keras.callbacks.TerminateOnNaN(),

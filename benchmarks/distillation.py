@@ -232,7 +232,7 @@ def train_variant(splits, config, test):
 
     keras.utils.set_random_seed(config["seed"])
     model = training.make_model(config, splits.num_classes)
-    steps = training._steps_per_epoch(splits, config["batch_size"])
+    steps = training.steps_per_epoch(splits, config["batch_size"])
     training.compile_model(model, training.make_optimizer(config, steps))
     train_ds, val_ds = training.make_pipelines(splits, config)
     start = time.perf_counter()
@@ -240,6 +240,7 @@ def train_variant(splits, config, test):
         train_ds,
         validation_data=val_ds,
         epochs=config["epochs"],
+        steps_per_epoch=steps,
         shuffle=False,
         callbacks=[
             keras.callbacks.TerminateOnNaN(),

@@ -312,6 +312,40 @@ def test_numpy_dataset_batches_and_epochs(fm_splits):
         evals[4]
 
 
+def test_a_resumed_epoch_sees_the_uninterrupted_runs_batches(fm_splits):
+    """Epoch e's order and augmentation depend on (seed, epoch) only."""
+    x, y = fm_splits.train
+    x, y = x[:300], y[:300]
+    steps = 3  # ceil(300 / 128)
+
+    def tf_batches(first, epochs):
+        ds = data.make_tf_dataset(
+            (x, y), 128, training=True, seed=4, epochs=range(first, first + epochs)
+        )
+        return [(a.numpy(), b.numpy()) for a, b in ds]
+
+    def numpy_batches(first, epochs):
+        ds = data.NumpyDataset(x, y, 128, training=True, seed=4, first_epoch=first)
+        out = []
+        for _ in range(epochs):
+            out += [ds[i] for i in range(len(ds))]
+            ds.on_epoch_end()
+        return out
+
+    for batches in (tf_batches, numpy_batches):
+        whole, resumed = batches(0, 3), batches(2, 1)
+        assert [len(b[1]) for b in whole[:steps]] == [128, 128, 44]
+        for a, b in zip(whole[2 * steps :], resumed, strict=True):
+            np.testing.assert_array_equal(a[0], b[0])
+            np.testing.assert_array_equal(a[1], b[1])
+        # ... and each epoch its own order and draws.
+        assert not np.array_equal(whole[0][1], whole[steps][1])
+    with pytest.raises(ValueError, match="epochs"):
+        data.make_tf_dataset((x, y), 128, training=True, epochs=range(0))
+    with pytest.raises(ValueError, match="first_epoch"):
+        data.NumpyDataset(x, y, 128, training=True, first_epoch=1.5)
+
+
 def test_numpy_dataset_fits_a_keras_model(fm_splits):
     import keras
 

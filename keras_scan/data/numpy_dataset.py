@@ -5,6 +5,7 @@ import math
 import keras
 import numpy as np
 
+from keras_scan.checks import is_int
 from keras_scan.data.augment import np_augment
 from keras_scan.data.pipelines import check_batch_size
 
@@ -35,6 +36,9 @@ class NumpyDataset(keras.utils.PyDataset):
             contiguous parts of every batch (each process of a multi-process
             JAX job feeds its own part of the global batch). Defaults to
             `(0, 1)`.
+        first_epoch: int. The epoch the first pass is (a resumed run passes
+            the epoch it resumes at, so it sees the uninterrupted run's
+            batches). Defaults to `0`.
         **kwargs: passed to `keras.utils.PyDataset` (`workers`,
             `use_multiprocessing`, `max_queue_size`).
 
@@ -58,6 +62,7 @@ class NumpyDataset(keras.utils.PyDataset):
         drop_remainder=False,
         multiple_of=1,
         process_shard=(0, 1),
+        first_epoch=0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -96,7 +101,11 @@ class NumpyDataset(keras.utils.PyDataset):
                 f"`batch_size` must not exceed the {len(self.y)} examples when "
                 f"dropping the last partial batch. Received: batch_size={batch_size}"
             )
-        self.epoch = 0
+        if not is_int(first_epoch) or first_epoch < 0:
+            raise ValueError(
+                f"`first_epoch` must be an int >= 0. Received: first_epoch={first_epoch!r}"
+            )
+        self.epoch = int(first_epoch)
         self._order = self._epoch_order()
 
     def _epoch_order(self):

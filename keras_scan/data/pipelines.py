@@ -57,6 +57,7 @@ def make_tf_dataset(
     seed=0,
     shuffle_buffer=10000,
     drop_remainder=False,
+    epochs=None,
 ):
     """Batches a split into a `tf.data.Dataset` for `fit` / `evaluate`.
 
@@ -77,6 +78,13 @@ def make_tf_dataset(
         drop_remainder: bool. Drop the last, smaller batch (distributed
             training: every step splits a full global batch evenly). Defaults
             to `False`.
+        epochs: `range` of epoch indices, optional. Training only: the
+            given epochs one after another (`range(3, 10)`: epochs 3 to 9),
+            each epoch's order and augmentation a function of `(seed, epoch)`
+            alone, so a run resumed at epoch `e` sees exactly the batches an
+            uninterrupted run saw from epoch `e` on. Pass `steps_per_epoch`
+            (the batches in one epoch) to `fit`. Defaults to `None`: one
+            epoch, reshuffled on each pass.
 
     Returns:
         A batched, prefetched `tf.data.Dataset`.
@@ -91,6 +99,17 @@ def make_tf_dataset(
     tf = import_tf()
     check_batch_size(batch_size)
     ds = _as_tf_dataset(tf, split)
+    if training and epochs is not None:
+        return _epochs(
+            tf,
+            ds,
+            batch_size,
+            augment,
+            seed,
+            shuffle_buffer,
+            drop_remainder,
+            epochs,
+        )
     if training:
         n = int(ds.cardinality())
         buffer = max(1, min(int(shuffle_buffer), n) if n > 0 else int(shuffle_buffer))
@@ -104,6 +123,40 @@ def make_tf_dataset(
             num_parallel_calls=tf.data.AUTOTUNE,
         )
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _epochs(tf, ds, batch_size, augment, seed, shuffle_buffer, drop_remainder, epochs):
+    """The epochs in `epochs` of `ds`, each seeded by `(seed, epoch)` only.
+
+    Python-int seeds per epoch, one epoch after another: a seed computed in
+    the graph cannot be an op seed (TensorFlow then tests it as a bool).
+    """
+    if not isinstance(epochs, range) or not len(epochs) or epochs.start < 0:
+        raise ValueError(
+            "`epochs` must be a non-empty range of epoch indices >= 0. "
+            f"Received: epochs={epochs!r}"
+        )
+    n = int(ds.cardinality())
+    buffer = max(1, min(int(shuffle_buffer), n) if n > 0 else int(shuffle_buffer))
+    seed = int(seed)
+
+    def one_epoch(epoch):
+        order = ds.shuffle(
+            buffer, seed=seed * 1_000_003 + epoch, reshuffle_each_iteration=False
+        ).batch(batch_size, drop_remainder=drop_remainder)
+        if not augment:
+            return order
+        key = tf.constant([seed, epoch << 20], tf.int64)
+        # Stateless draws keyed by (seed, epoch, batch index).
+        return order.enumerate().map(
+            lambda i, xy: (tf_augment(tf, xy[0], key + [0, i]), xy[1]),
+            num_parallel_calls=tf.data.AUTOTUNE,
+        )
+
+    out = one_epoch(epochs[0])
+    for epoch in epochs[1:]:
+        out = out.concatenate(one_epoch(epoch))
+    return out.prefetch(tf.data.AUTOTUNE)
 
 
 def representative_images(split, n=200, seed=0):

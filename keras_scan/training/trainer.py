@@ -45,14 +45,18 @@ def make_pipelines(splits, config, epoch=0, distribution=None):
 
     `tf.data` on the TensorFlow backend (or when the data is a `tf.data`
     pipeline), else `keras_scan.data.NumpyDataset` (no TensorFlow, e.g. JAX).
-    `epoch` reseeds the shuffle and augmentation of a resumed run.
+    Every epoch's order and augmentation depend on `(seed, epoch)` only, and
+    the training input starts at `epoch`: a run resumed there sees exactly the
+    batches an uninterrupted run saw. The tf.data training input holds the
+    epochs from `epoch` to the last one: give `fit` `steps_per_epoch`
+    (`steps_per_epoch()`).
 
     Under a `distribution` every training step takes a full global batch (the
     last partial batch of an epoch is dropped); on JAX the last validation
     batch is padded to a multiple of the replicas with zero-weight rows, and
     each process of a multi-worker job feeds its own part of every batch.
     """
-    batch_size, seed = config["batch_size"], config["seed"] + 1000 * epoch
+    batch_size, seed = config["batch_size"], config["seed"]
     drop = distribution is not None
     if _uses_tf_data(splits):
         train = data.make_tf_dataset(
@@ -62,6 +66,7 @@ def make_pipelines(splits, config, epoch=0, distribution=None):
             augment=config["augment"],
             seed=seed,
             drop_remainder=drop,
+            epochs=range(epoch, max(epoch + 1, config["epochs"])),
         )
         val = data.make_tf_dataset(splits.val, batch_size, training=False)
     else:
@@ -74,6 +79,7 @@ def make_pipelines(splits, config, epoch=0, distribution=None):
             seed=seed,
             drop_remainder=drop,
             process_shard=shard,
+            first_epoch=epoch,
         )
         val = data.NumpyDataset(
             *splits.val,
@@ -314,6 +320,7 @@ def train(
             validation_data=val_ds,
             epochs=config["epochs"],
             initial_epoch=initial_epoch,
+            steps_per_epoch=steps,
             shuffle=False,  # the pipelines shuffle (seeded)
             callbacks=fit_callbacks,
             verbose=verbose if chief else 0,
