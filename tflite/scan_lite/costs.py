@@ -172,19 +172,7 @@ def validate(table, manifest):
         ["format_version"],
         f"this scan_lite reads version {FORMAT_VERSION}. Received: {version!r}",
     )
-    try:
-        import jsonschema
-    except ImportError:
-        jsonschema = None
-    if jsonschema is not None and SCHEMA.is_file():
-        schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-        validator = jsonschema.Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors(table), key=lambda e: list(e.path))
-        if errors:
-            e = errors[0]
-            raise CostsError(
-                f"{COSTS} is invalid at {_where(e.absolute_path)}: {e.message}"
-            )
+    jsonfile.check_schema(table, SCHEMA, COSTS, CostsError)
     k = manifest["model"]["num_exits"]
     _require(
         table.get("num_exits") == k,

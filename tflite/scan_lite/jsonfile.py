@@ -65,6 +65,34 @@ def check_finite(value, file_name, error, hint="", where=()):
             check_finite(item, file_name, error, hint, (*where, i))
 
 
+def check_schema(value, schema_path, file_name, error):
+    """Raises `error` at the first JSON Schema violation of `value`.
+
+    Returns whether a check ran: `False` when jsonschema is not importable or
+    the schema file is missing (the caller then runs its own minimal check).
+
+    Args:
+        value: a parsed JSON value.
+        schema_path: `pathlib.Path` of a Draft 2020-12 schema.
+        file_name: str. Named in the message (`manifest.json`, `costs.json`).
+        error: exception class to raise.
+    """
+    try:
+        import jsonschema
+    except ImportError:
+        return False
+    if not schema_path.is_file():
+        return False
+    schema = json.loads(schema_path.read_text(encoding="utf-8"))
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(value), key=lambda e: list(e.path))
+    if errors:
+        e = errors[0]
+        at = "/".join(str(p) for p in e.absolute_path) or "(root)"
+        raise error(f"{file_name} is invalid at {at}: {e.message}")
+    return True
+
+
 def write_text_atomic(path, text, mode=0o644):
     """Writes `text` to `path` atomically: all of it or, on any failure, nothing.
 

@@ -8,7 +8,6 @@ has the size and SHA-256 the manifest records.
 """
 
 import hashlib
-import json
 import math
 import os
 import pathlib
@@ -77,19 +76,7 @@ def validate(manifest):
     # exit: refused here, whatever validator runs.
     jsonfile.check_finite(manifest, MANIFEST, ManifestError)
     _check_thresholds(manifest)
-    try:
-        import jsonschema
-    except ImportError:
-        jsonschema = None
-    if jsonschema is not None and SCHEMA.is_file():
-        schema = json.loads(SCHEMA.read_text(encoding="utf-8"))
-        validator = jsonschema.Draft202012Validator(schema)
-        errors = sorted(validator.iter_errors(manifest), key=lambda e: list(e.path))
-        if errors:
-            e = errors[0]
-            where = "/".join(str(p) for p in e.absolute_path) or "(root)"
-            raise ManifestError(f"{MANIFEST} is invalid at {where}: {e.message}")
-    else:
+    if not jsonfile.check_schema(manifest, SCHEMA, MANIFEST, ManifestError):
         _minimal_check(manifest)
     _check_consistency(manifest)
 
