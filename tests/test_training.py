@@ -98,34 +98,11 @@ def test_warmup_ramps_the_learning_rate_then_follows_the_schedule():
 
 
 @pytest.mark.parametrize(
-    "warmup, min_steps, total, steps",
-    [
-        (0.05, 20, 4000, 200),  # a long run: the fraction
-        (0.05, 20, 338, 20),  # at least 20 steps (the default) ...
-        (0.05, 20, 21, 6),  # ... but at most 30% of a one-epoch run (not 1 step)
-        (0.3, 20, 21, 6),
-        (0.05, 0, 21, 1),  # min_warmup_steps=0: exactly the fraction
-        (0.0, 20, 21, 0),  # no warm-up stays none (the paper's recipe)
-    ],
-)
-def test_warmup_lasts_at_least_min_steps_of_a_short_run(
-    warmup, min_steps, total, steps
-):
-    c = training.resolve_config(
-        {"epochs": 1, "warmup": warmup, "min_warmup_steps": min_steps}
-    )
-    schedule = training.learning_rate_schedule(c, steps_per_epoch=total)
-    assert getattr(schedule, "warmup_steps", 0) == steps
-
-
-@pytest.mark.parametrize(
     "key, value",
     [
         ("warmup", 1.0),
         ("warmup", -0.1),
         ("warmup", float("nan")),
-        ("min_warmup_steps", -1),
-        ("min_warmup_steps", 2.5),
         ("distill_warmup", 1.0),
         ("alpha", float("nan")),
         ("alpha", 1.5),

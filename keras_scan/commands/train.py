@@ -239,13 +239,6 @@ def add_parser(subparsers):
         f"linearly from ~0 (default {d['warmup']})",
     )
     g.add_argument(
-        "--min-warmup-steps",
-        type=int,
-        metavar="N",
-        help="a warm-up lasts at least N steps, at most 30%% of a short run "
-        f"(default {d['min_warmup_steps']}; 0: exactly --warmup of the steps)",
-    )
-    g.add_argument(
         "--milestones",
         metavar="F,F,...",
         help="fractions of training where the step schedule multiplies the "

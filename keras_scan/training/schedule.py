@@ -19,11 +19,6 @@ import keras
 
 # Batch size the paper's learning rate is given for.
 REFERENCE_BATCH_SIZE = 128
-# A warm-up (`warmup` > 0) lasts at least `min_warmup_steps` optimizer steps
-# (default 20), but never more than this share of a short run: the first steps
-# of a fresh network at lr 0.1 are unstable whatever the run's length, and 5%
-# of a one-epoch run is a single step (measured: benchmarks/results/first-try).
-SHORT_RUN_WARMUP = 0.3
 SCHEDULES = ("step", "cosine", "constant")
 
 
@@ -78,9 +73,7 @@ def learning_rate_schedule(config, steps_per_epoch):
     `"step"`: `scaled_lr * gamma**i` after the i-th milestone (milestones are
     fractions of all training steps); `"cosine"`: cosine decay to 0 over all
     steps; `"constant"`: `scaled_lr`. With `warmup > 0` the rate rises
-    linearly over that fraction of the steps first (`Warmup`), and over at
-    least `min_warmup_steps` steps (at most 30% of a short run:
-    `warmup_step_count`).
+    linearly over that fraction of the steps first (`Warmup`).
     """
     lr = scaled_learning_rate(config["lr"], config["batch_size"])
     total = config["epochs"] * steps_per_epoch
@@ -94,25 +87,10 @@ def learning_rate_schedule(config, steps_per_epoch):
         boundaries = [int(round(m * total)) for m in config["milestones"]]
         values = [lr * config["gamma"] ** i for i in range(len(boundaries) + 1)]
         schedule = keras.optimizers.schedules.PiecewiseConstantDecay(boundaries, values)
-    warmup_steps = warmup_step_count(
-        config.get("warmup", 0.0), total, config.get("min_warmup_steps", 0)
-    )
+    warmup_steps = int(round(config.get("warmup", 0.0) * total))
     if warmup_steps > 0:
         return Warmup(schedule, warmup_steps)
     return schedule
-
-
-def warmup_step_count(warmup, total_steps, min_steps=0):
-    """Optimizer steps of the linear warm-up: `warmup` of the run, and at least
-    `min_steps` (but at most `SHORT_RUN_WARMUP` of the run); 0 without one.
-
-    `warmup_step_count(0.05, 4000, 20) == 200`; `warmup_step_count(0.05, 21, 20)
-    == 6` (not 1).
-    """
-    if warmup <= 0:
-        return 0
-    floor = min(min_steps, int(round(SHORT_RUN_WARMUP * total_steps)))
-    return max(int(round(warmup * total_steps)), floor)
 
 
 def make_optimizer(config, steps_per_epoch):
