@@ -115,17 +115,11 @@ def measure(model, images, threads, warmup):
     }
 
 
-def run_row(backbone_name, design, n, threads, warmup, seed=0):
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = build(backbone_name, design)
-    _, size, _ = {**BACKBONES, **SMOKE}[backbone_name]
-    rng = np.random.default_rng(seed)
-    images = rng.integers(0, 256, (n, size, size, 3)).astype(np.float32)
+def describe(model, backbone_name, design):
+    """A row's figures from the graph alone (no export): taps and MACs."""
     info = model.exit_info
     full_macs = info[-1]["standalone_macs"]
-    row = {
+    return {
         "backbone": backbone_name,
         "design": design,
         "build": {k: v for k, v in DESIGNS[design].items()},
@@ -136,6 +130,17 @@ def run_row(backbone_name, design, n, threads, warmup, seed=0):
         "up_to_exit_macs": [e["macs"] for e in info],
         "up_to_exit_mac_ratio": [e["macs"] / full_macs for e in info],
     }
+
+
+def run_row(backbone_name, design, n, threads, warmup, seed=0):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    model = build(backbone_name, design)
+    _, size, _ = {**BACKBONES, **SMOKE}[backbone_name]
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3)).astype(np.float32)
+    row = describe(model, backbone_name, design)
     row.update(measure(model, images, threads, warmup))
     row["images"] = n
     row["threads"] = threads
