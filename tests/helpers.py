@@ -21,3 +21,15 @@ def tiny_backbone():
         x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
         x = layers.ReLU(name=f"stage{i}_out")(x)
     return keras.Model(inputs, x, name="tiny_cnn")
+
+
+def write_run(folder, model, limit=600):
+    """A RUN folder holding `model` and a Fashion-MNIST config (`limit` images)."""
+    from keras_scan import runs
+
+    folder.mkdir()
+    model.save(folder / runs.MODEL)
+    config = {"dataset": "fashion_mnist", "image_size": 32, "channels": 3}
+    config.update(val_fraction=0.1, seed=0, limit=limit)
+    runs.write_json(folder / runs.CONFIG, config)
+    return folder

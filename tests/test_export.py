@@ -13,6 +13,7 @@ import jsonschema
 import keras
 import numpy as np
 import pytest
+from helpers import tiny_backbone, write_run
 
 import keras_scan
 from keras_scan import cli, cost, runs
@@ -37,18 +38,6 @@ def _softmax(logits):
 def _keras_probs(model, x):
     out = model.predict(x, batch_size=200, verbose=0)
     return [_softmax(out[name]) for name in model.exit_names]
-
-
-def tiny_backbone():
-    """A 3-stage CNN (8-16-32 channels): converts in about a second."""
-    layers = keras.layers
-    inputs = keras.Input((32, 32, 3), name="image")
-    x = layers.Rescaling(1.0 / 255, name="rescale")(inputs)
-    for i, (filters, stride) in enumerate([(8, 1), (16, 2), (32, 2)]):
-        x = layers.Conv2D(filters, 3, strides=stride, padding="same", name=f"c{i}")(x)
-        x = layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
-        x = layers.ReLU(name=f"stage{i}_out")(x)
-    return keras.Model(inputs, x, name="tiny_cnn")
 
 
 @pytest.fixture(scope="module")
@@ -309,20 +298,7 @@ def test_runtime_rule_for_every_measure_and_fallback(
 def tiny_run(tiny_model, tmp_path_factory):
     """A RUN folder without thresholds.json holding the tiny (untrained) model."""
     run = tmp_path_factory.mktemp("tiny_run") / "run"
-    run.mkdir()
-    tiny_model.save(run / runs.MODEL)
-    runs.write_json(
-        run / runs.CONFIG,
-        {
-            "dataset": "fashion_mnist",
-            "image_size": 32,
-            "channels": 3,
-            "val_fraction": 0.1,
-            "seed": 0,
-            "limit": 600,
-        },
-    )
-    return run
+    return write_run(run, tiny_model)
 
 
 @pytest.mark.slow

@@ -8,10 +8,10 @@ untrained model keeps this fast: the bars, not the thresholds, are under test.
 import keras
 import numpy as np
 import pytest
-from helpers import tiny_backbone
+from helpers import tiny_backbone, write_run
 
 import keras_scan
-from keras_scan import cli, progress, runs, thresholds
+from keras_scan import cli, progress, thresholds
 
 N = 40
 
@@ -33,20 +33,7 @@ def val_data():
 def tiny_run(tiny_model, tmp_path_factory):
     """A RUN folder with the tiny model (Fashion-MNIST, 600 images: 60 validation)."""
     run = tmp_path_factory.mktemp("progress_run") / "run"
-    run.mkdir()
-    tiny_model.save(run / runs.MODEL)
-    runs.write_json(
-        run / runs.CONFIG,
-        {
-            "dataset": "fashion_mnist",
-            "image_size": 32,
-            "channels": 3,
-            "val_fraction": 0.1,
-            "seed": 0,
-            "limit": 600,
-        },
-    )
-    return run
+    return write_run(run, tiny_model)
 
 
 def _search(model, data, **kwargs):
@@ -135,7 +122,9 @@ def test_export_calibration_bar_per_int8_file(tiny_model, val_data, tmp_path, ca
 def test_terminal_decides_unless_a_flag_is_given(monkeypatch):
     assert progress.wanted() is False  # pytest's stderr is no terminal
     assert progress.wanted(True) is True
-    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    import scan_lite.progress
+
+    monkeypatch.setattr(scan_lite.progress, "stderr_is_terminal", lambda: True)
     assert progress.wanted() is True
     assert progress.wanted(False) is False
 
@@ -154,7 +143,9 @@ def test_search_cli_bars(tiny_run, monkeypatch, capsys):
     assert "NSGA-II" in captured.err and "3/3" in captured.err
     assert "NSGA-II" not in captured.out
 
-    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
+    import scan_lite.progress
+
+    monkeypatch.setattr(scan_lite.progress, "stderr_is_terminal", lambda: True)
     assert cli.main(argv) == 0
     assert "NSGA-II" in capsys.readouterr().err
     assert cli.main([*argv, "--no-progress"]) == 0
