@@ -16,9 +16,19 @@ import io
 import os
 import sys
 
-# The terminal test and the CLI's choice are scan_lite's (the same rule for
-# `scan-lite bench`); keras_scan already depends on scan_lite.
-from scan_lite.progress import stderr_is_terminal, wanted  # noqa: F401
+
+def stderr_is_terminal():
+    """Whether `sys.stderr` is a terminal (False when closed, replaced or missing)."""
+    try:
+        return bool(sys.stderr is not None and sys.stderr.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def wanted(flag=None):
+    """The CLI's choice: `flag` when given (`--progress` / `--no-progress`),
+    else whether stderr is a terminal."""
+    return stderr_is_terminal() if flag is None else bool(flag)
 
 
 def check(progress):

@@ -122,9 +122,7 @@ def test_export_calibration_bar_per_int8_file(tiny_model, val_data, tmp_path, ca
 def test_terminal_decides_unless_a_flag_is_given(monkeypatch):
     assert progress.wanted() is False  # pytest's stderr is no terminal
     assert progress.wanted(True) is True
-    import scan_lite.progress
-
-    monkeypatch.setattr(scan_lite.progress, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     assert progress.wanted() is True
     assert progress.wanted(False) is False
 
@@ -143,9 +141,7 @@ def test_search_cli_bars(tiny_run, monkeypatch, capsys):
     assert "NSGA-II" in captured.err and "3/3" in captured.err
     assert "NSGA-II" not in captured.out
 
-    import scan_lite.progress
-
-    monkeypatch.setattr(scan_lite.progress, "stderr_is_terminal", lambda: True)
+    monkeypatch.setattr(progress, "stderr_is_terminal", lambda: True)
     assert cli.main(argv) == 0
     assert "NSGA-II" in capsys.readouterr().err
     assert cli.main([*argv, "--no-progress"]) == 0
