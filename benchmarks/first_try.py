@@ -114,6 +114,8 @@ def main(argv=None):
         unknown = [n for n in name if n not in table]
         if unknown:
             p.error(f"{arg}: unknown {unknown}; valid: {', '.join(table)}")
+    from keras_scan import files
+
     path = args.out / "results.json"
     results = json.loads(path.read_text()) if path.exists() else {"runs": {}}
     results["environment"] = common.environment()
@@ -128,7 +130,7 @@ def main(argv=None):
             )
             args.out.mkdir(parents=True, exist_ok=True)
             common.write_json(path, results)
-            (args.out / "REPORT.md").write_text(report(results))
+            files.atomic_write_text(args.out / "REPORT.md", report(results))
 
 
 if __name__ == "__main__":

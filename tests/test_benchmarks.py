@@ -446,3 +446,24 @@ def test_msdnet_allocation_answers_geometric_shares():
     # A final exit nothing matches: no q meets "no loss", never exit early.
     perfect = np.eye(c)[labels]
     assert bench.choose_geometric([probs[0], perfect], labels, [1, 2], 2) == [1.0]
+
+
+def test_first_try_refuses_unknown_names_and_reports_every_exit(tmp_path, capsys):
+    """benchmarks/first_try.py: flags checked before any training; the table."""
+    from benchmarks import first_try
+
+    for argv, name in (
+        (["--cases", "resnet5"], "--cases: unknown ['resnet5']"),
+        (["--variants", "plain,fast"], "--variants: unknown ['fast']"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            first_try.main([*argv, "--out", str(tmp_path / "out")])
+        assert e.value.code == 2 and name in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    row = {"exits": {"exit_0": 0.535, "final": 0.3757}, "command": "keras-scan train"}
+    results = {
+        "runs": {"c/default": dict(row, case="c", variant="default")},
+        "environment": {"cpu": "x86", "cpu_count": 2},
+    }
+    table = first_try.report(results)
+    assert "| c | default | 53.50 / 37.57 | 37.57 | `keras-scan train` |" in table
