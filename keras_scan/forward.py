@@ -16,6 +16,7 @@ next power of two (one compilation per bucket).
 from __future__ import annotations
 
 import functools
+import time
 import weakref
 
 import numpy as np
@@ -95,13 +96,30 @@ class _Runner:
             )
         self.dtype = np.dtype(model.inputs[0].dtype)
 
+    @staticmethod
+    def _is_tensor(x):
+        import tensorflow as tf
+
+        return isinstance(x, tf.Tensor)
+
     def __call__(self, x):
         """The model's outputs as numpy arrays (same structure)."""
         import keras
 
-        x = np.ascontiguousarray(x, dtype=self.dtype)
+        return keras.tree.map_structure(_to_numpy, self.native(x))
+
+    def native(self, x):
+        """The model's outputs as the backend hands them over: TensorFlow
+        tensors on TensorFlow (so a stage's features can go on to the next
+        stage without a round trip through numpy), numpy arrays elsewhere.
+        `x` is a numpy array or, on TensorFlow, a tensor of the input dtype."""
+        import keras
+
         if self._fn is not None:
-            return keras.tree.map_structure(_to_numpy, self._fn(x))
+            if not self._is_tensor(x):
+                x = np.ascontiguousarray(x, dtype=self.dtype)
+            return self._fn(x)
+        x = np.ascontiguousarray(x, dtype=self.dtype)
         n = x.shape[0]
         bucket = 1 << max(0, n - 1).bit_length()
         if bucket != n:
@@ -109,6 +127,23 @@ class _Runner:
             x = np.concatenate([x, pad])
         out = self.model.predict_on_batch(x)
         return keras.tree.map_structure(lambda a: np.asarray(a)[:n], out)
+
+    def warm_up(self, x, max_calls=6, tolerance=0.15):
+        """Calls the model on `x` until two calls in a row take about the same
+        time (within `tolerance`), at most `max_calls` times; returns the last
+        outputs (native, see `native`). On TensorFlow the first calls of a
+        traced function run several times slower than the later ones (the
+        first one traces; the next few still set up kernels and memory), so
+        timing starts only once this returns."""
+        last = None
+        for _ in range(max_calls):
+            start = time.perf_counter()
+            out = self.native(x)
+            took = time.perf_counter() - start
+            if last is not None and abs(took - last) <= tolerance * last:
+                break
+            last = took
+        return out
 
 
 def _call_model(ref, x):

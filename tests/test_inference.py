@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import keras_scan
-from keras_scan import data, exit_rule, inference, thresholds, training
+from keras_scan import data, exit_rule, forward, inference, thresholds, training
 from keras_scan.thresholds import Thresholds
 
 
@@ -172,6 +172,10 @@ class _CountingRunner:
         self.rows.append(int(x.shape[0]))
         return self.runner(x)
 
+    def native(self, x):
+        self.rows.append(int(x.shape[0]))
+        return self.runner.native(x)
+
 
 @pytest.mark.slow
 def test_engine_runs_fewer_rows_in_later_stages(trained, fm_small, test_probs):
@@ -194,6 +198,51 @@ def test_engine_runs_fewer_rows_in_later_stages(trained, fm_small, test_probs):
     for runner, n in zip(engine._runners, rows):
         want = [250] * (n // 250) + ([n % 250] if n % 250 else [])
         assert runner.rows == want
+
+
+@pytest.mark.slow
+def test_warm_up_runs_every_stage_at_full_batches_and_records_nothing(
+    trained, fm_small, monkeypatch
+):
+    model = trained[0]
+    x, _ = fm_small["test"]
+    engine = keras_scan.ScalableInference(model, [1.0, 1.0, 1.0])  # no early exit
+    calls = []
+    native = forward._Runner.native
+
+    def counted(self, h):
+        calls.append((self.model.name, int(h.shape[0])))
+        return native(self, h)
+
+    monkeypatch.setattr(forward._Runner, "native", counted)
+    engine.warm_up(x[:300], batch_size=100)
+    assert engine.last_report is None
+    for stage in model.stage_models():
+        rows = [n for name, n in calls if name == stage.name]
+        # At least two full batches alone (until two calls take a steady
+        # time, at most six), then the cascade over the 300 images: every
+        # stage sees them all, as no exit answers.
+        assert 2 + 3 <= len(rows) <= 6 + 3
+        assert rows[:-3] == [100] * (len(rows) - 3) and rows[-3:] == [100] * 3
+
+
+def test_runner_warm_up_stops_once_calls_take_a_steady_time(monkeypatch):
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs))
+    run = forward.runner(model)
+    # perf_counter at the start and the end of each call: 5 s, 1 s, 1.05 s.
+    clock = iter([0.0, 5.0, 5.0, 6.0, 6.0, 7.05, 7.05, 99.0])
+    calls = []
+    monkeypatch.setattr(forward.time, "perf_counter", lambda: next(clock))
+    monkeypatch.setattr(
+        forward._Runner, "native", lambda self, h: calls.append(len(h)) or h
+    )
+    run.warm_up(np.zeros((3, 4), "float32"))
+    assert calls == [3, 3, 3]  # 5.0 s, then 1.0 s, then 1.05 s: steady
+    clock = iter(np.arange(0.0, 100.0, 1.0) ** 2)  # every call slower
+    calls.clear()
+    run.warm_up(np.zeros((3, 4), "float32"), max_calls=4)
+    assert calls == [3, 3, 3, 3]
 
 
 @pytest.mark.slow
