@@ -98,7 +98,6 @@ def train_variant(ctx, name):
     model = training.make_model(config, splits.num_classes)
     steps = training.steps_per_epoch(splits, config["batch_size"])
     training.compile_model(model, training.make_optimizer(config, steps))
-    common.build_optimizer(model)  # one trace of the train step, not two
     train_ds, val_ds = training.make_pipelines(splits, config)
     timer = EpochTimer()
     start = time.perf_counter()

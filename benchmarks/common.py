@@ -137,19 +137,6 @@ def environment():
     }
 
 
-def build_optimizer(model):
-    """Creates the compiled optimizer's variables now, outside any trace.
-
-    Without a distribution strategy Keras (TensorFlow backend) defers them to
-    the first trace of the train step; a `tf.function` that creates variables
-    is traced a second time, which doubles the compile time of every model
-    trained here (about 12 s of CPU for the smoke profile's SCAN model). The
-    variables, their initial values and the training are the same.
-    """
-    if model.optimizer is not None and not model.optimizer.built:
-        model.optimizer.build(model.trainable_variables)
-
-
 def tensorflow_available():
     import importlib.util
 

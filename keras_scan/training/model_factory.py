@@ -59,7 +59,13 @@ def make_model(config, num_classes):
 def compile_model(model, optimizer):
     """Compiles a `ScanModel` (built-in loss) or the baseline (cross-entropy).
 
-    Both log `final_accuracy` / `val_final_accuracy`.
+    Both log `final_accuracy` / `val_final_accuracy`. The optimizer's
+    variables are created here, outside any trace (under the caller's
+    distribution scope, if any): left to Keras, the TensorFlow backend creates
+    them in the first trace of the train step, and a `tf.function` that
+    creates variables is traced twice, which doubles the compile time of every
+    training run (about 12 s of CPU for a small CIFAR ResNet, measured). The
+    variables, their initial values and the training are the same.
     """
     if isinstance(model, ScanModel):
         model.compile(optimizer=optimizer, metrics=["accuracy"])
@@ -69,4 +75,6 @@ def compile_model(model, optimizer):
             loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
             metrics=[keras.metrics.SparseCategoricalAccuracy(name=f"{FINAL}_accuracy")],
         )
+    if not model.optimizer.built:
+        model.optimizer.build(model.trainable_variables)
     return model
