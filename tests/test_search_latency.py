@@ -323,6 +323,8 @@ def test_search_cost_latency_end_to_end(tiny, capsys):
     expected = costs.full_ms / (np.asarray(s["exit_shares"]) @ costs.cumulative_ms)
     assert s["latency_speedup"] == pytest.approx(expected)
     assert "MAC speedup" in out and "wall-clock speedup" in out
+    # The engine runs at the inference batch (256), not the run's training batch.
+    assert s["batch_size"] == 256 and f"{s['backend']}, batch 256)" in out
     assert f"LiteRT latency speedup {s['latency_speedup']:.2f}x" in out
 
 
