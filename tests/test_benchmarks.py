@@ -201,6 +201,42 @@ def test_exit_latency_smoke(tmp_path):
 
 
 @pytest.mark.slow
+def test_engine_benchmark_sets_the_shares_and_splits_the_speedup(tmp_path, capsys):
+    """benchmarks/engine.py: the cascade answers the asked shares; the wall
+    speedup is split into the stages' ceiling and the engine's overhead."""
+    from benchmarks import engine
+
+    out = tmp_path / "engine"
+    argv = ["--widths", "4", "--images", "256", "--batch-size", "64"]
+    argv += ["--repeats", "2", "--shares", "0.5,0.25,0.125", "--out", str(out)]
+    assert engine.main(argv) == 0
+    results = json.loads((out / "results.json").read_text())
+    (row,) = results["rows"]
+    assert row["width"] == 4 and row["images"] == 256
+    # Thresholds set from the confidences answer the asked shares (ties aside).
+    assert row["exit_shares"][:3] == pytest.approx([0.5, 0.25, 0.125], abs=0.02)
+    assert row["stage_rows"][0] == 256 and row["stage_rows"] == sorted(
+        row["stage_rows"], reverse=True
+    )
+    assert row["mac_speedup"] > 1.0 and row["wall_speedup"] > 0
+    assert row["wall_over_mac"] == pytest.approx(
+        row["wall_speedup"] / row["mac_speedup"]
+    )
+    assert row["engine_overhead"] == pytest.approx(
+        row["engine_s"] / row["ceiling_s"] - 1.0
+    )
+    assert len(row["stage_time_fraction"]) == len(row["stage_mac_fraction"]) == 4
+    assert sum(row["stage_mac_fraction"]) > 1.0  # the exits' heads on the way
+    assert "| 4 |" in (out / "REPORT.md").read_text()
+    for bad in (["--shares", "0.9,0.9,0.1"], ["--widths", "x"], ["--images", "0"]):
+        with pytest.raises(SystemExit) as e:
+            engine.main([*bad, "--out", str(tmp_path / "bad")])
+        assert e.value.code == 2
+    assert not (tmp_path / "bad").exists()
+    assert "--shares" in capsys.readouterr().err
+
+
+@pytest.mark.slow
 def test_smoke_writes_every_section_report_and_plots(smoke):
     out, r = smoke
     assert r["profile"] == "smoke"
