@@ -54,6 +54,13 @@ DESIGNS = {
     "lite": {"head": "lite", "attention": None},
     "lite_gate": {"head": "lite", "attention": "gate"},
     "linear": {"head": "linear", "attention": None},
+    # Exit 0 moved to the end of the first block at its resolution
+    # (`FIRST_CUT`; the other taps as by default): how much latency an
+    # earlier tap at the same resolution saves, with the default head and
+    # with the cheapest one (`linear*`: pooling + dense, the floor any head
+    # at that tap pays).
+    "default_first_cut": {"exit_0": "first_cut"},
+    "linear_first_cut": {"head": "linear", "attention": None, "exit_0": "first_cut"},
 }
 
 OUT = pathlib.Path(__file__).resolve().parent / "results" / "exit-latency"
@@ -65,7 +72,29 @@ def build(backbone_name, design):
 
     name, size, width = {**BACKBONES, **SMOKE}[backbone_name]
     backbone = registry.build_backbone(name, image_size=size, width=width)
-    return keras_scan.build(backbone, num_classes=10, **DESIGNS[design])
+    kwargs = dict(DESIGNS[design])
+    if kwargs.pop("exit_0", None) == "first_cut":
+        kwargs["exits"] = first_cut_exits(name, backbone)
+    return keras_scan.build(backbone, num_classes=10, **kwargs)
+
+
+# The end of the first block at exit 0's resolution (the default exit 0 ends
+# the last block there): the earliest exit 0 that has done any work at that
+# resolution. MobileNetV3Small's default exit 0 already ends its first block.
+FIRST_CUT = {
+    "cifar_resnet18": "stage1_block1_out",
+    "mobilenet_v2": "block_1_project_BN",
+    "efficientnet_b0": "block2a_project_bn",
+    "resnet50": "conv2_block1_out",
+}
+
+
+def first_cut_exits(name, backbone):
+    """The default taps with exit 0 at `FIRST_CUT[name]` (if listed)."""
+    from keras_scan.backbones import taps
+
+    default = [t.name for t in taps.default_taps(backbone)]
+    return [FIRST_CUT.get(name, default[0]), *default[1:]]
 
 
 def measure(model, images, threads, warmup):
@@ -183,6 +212,12 @@ def report(results):
         "",
         "Designs: "
         + "; ".join(f"`{k}` = {v or 'build() defaults'}" for k, v in DESIGNS.items()),
+        "",
+        "`first_cut`: exit 0 at "
+        + ", ".join(f"`{t}` ({n})" for n, t in FIRST_CUT.items())
+        + ", the end of the first block at the default exit 0's resolution. "
+        "Rows were measured at different times: compare ratios, which are "
+        "side by side within a row, not the full model's ms across rows.",
     ]
     return "\n".join(lines) + "\n"
 
