@@ -196,6 +196,12 @@ def test_exit_latency_smoke(tmp_path):
     assert all(d < p for d, p in zip(default["head_macs"], paper["head_macs"]))
     report = (out / "REPORT.md").read_text()
     assert f"| {backbone} | paper |" in report
+    # `first_cut`: exit 0 moves to the end of the first block, the rest stay.
+    first = exit_latency.describe(
+        exit_latency.build(backbone, "linear_first_cut"), backbone, "linear_first_cut"
+    )
+    assert first["exits"] == ["stage1_block1_out", *default["exits"][1:]]
+    assert first["up_to_exit_mac_ratio"][0] < default["up_to_exit_mac_ratio"][0]
     with pytest.raises(SystemExit):
         exit_latency.main(["--designs", "nope", "--out", str(out)])
 
