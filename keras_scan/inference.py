@@ -194,13 +194,7 @@ class ScalableInference:
             float32 array of shape (N, C).
         """
         batch_size = check_batch_size(batch_size, allow_none=True)
-        x = np.asarray(images)
-        if x.ndim != 4 or x.shape[0] == 0:
-            raise ValueError(
-                "`images` must be a non-empty array of shape (N, H, W, C). "
-                f"Received: shape {x.shape}"
-            )
-        check_images(x, self.model, "`images`")
+        x = self._checked_images(images)
         state = self._new_state()
         parts = []
         pool = self._pool_rows(batch_size)
@@ -229,7 +223,7 @@ class ScalableInference:
             batch_size: int or None. Rows per stage call. Defaults to 256.
         """
         batch_size = check_batch_size(batch_size, allow_none=True)
-        x = np.asarray(images)
+        x = self._checked_images(images)
         h = x[:batch_size]
         for i, run in enumerate(self._runners):
             out = run.warm_up(h)
@@ -238,6 +232,16 @@ class ScalableInference:
         self._predict_batch(x, self._new_state(), batch_size)
 
     # -------------------------------------------------------------- internals
+    def _checked_images(self, images):
+        x = np.asarray(images)
+        if x.ndim != 4 or x.shape[0] == 0:
+            raise ValueError(
+                "`images` must be a non-empty array of shape (N, H, W, C). "
+                f"Received: shape {x.shape}"
+            )
+        check_images(x, self.model, "`images`")
+        return x
+
     def _new_state(self):
         return {
             "num_images": 0,

@@ -325,6 +325,14 @@ def test_bad_inputs(trained, fm_small):
         engine.predict(np.zeros((4, 28, 28, 3), "float32"))
     with pytest.raises(ValueError, match="batch_size=0"):
         engine.predict(x[:4], batch_size=0)
+    # warm_up checks its images and batch size the same way.
+    with pytest.raises(ValueError, match=r"images.*\(0, 32, 32, 3\)"):
+        engine.warm_up(x[:0])
+    with pytest.raises(ValueError, match=r"images.*32, 32, 3.*\(4, 28, 28, 3\)"):
+        engine.warm_up(np.zeros((4, 28, 28, 3), "float32"))
+    with pytest.raises(ValueError, match="batch_size=0"):
+        engine.warm_up(x[:4], batch_size=0)
+    assert engine.last_report is None
     with pytest.raises(ValueError, match="ScanModel"):
         keras_scan.ScalableInference(keras.Sequential([keras.Input((3,))]), [0.5])
     with pytest.raises(ValueError, match="no samples"):
