@@ -74,6 +74,10 @@ FOLLOW_DEFAULTS = (
     "kl_a0.3_ramp_lite",
     "default_s1",
     "ds_default_s1",
+    "ge",
+    "ds_ge",
+    "exit_w_depth",
+    "exit_w_final2",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -101,6 +105,15 @@ VARIANTS = {
     # default and of deep supervision: the run-to-run noise of a comparison.
     "default_s1": {"seed": 1},
     "ds_default_s1": {"distillation": False, "seed": 1},
+    # How the exits' gradients enter the shared trunk: IMTA's gradient
+    # equilibrium (each section gets the mean of the losses reaching it, not
+    # the sum), with and without the teacher.
+    "ge": {"gradient_equilibrium": True},
+    "ds_ge": {"distillation": False, "gradient_equilibrium": True},
+    # Per-exit loss weights (exits 0-2, final last): rising with depth, and
+    # the final exit counted twice.
+    "exit_w_depth": {"exit_weights": [0.25, 0.5, 0.75, 1.0]},
+    "exit_w_final2": {"exit_weights": [1.0, 1.0, 1.0, 2.0]},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
@@ -214,6 +227,7 @@ def cli_command(config):
                 "no_exits": "--no-exits",
                 "distillation": "--no-distill",
                 "augment": "--no-augment",
+                "gradient_equilibrium": "--gradient-equilibrium",
             }[key]
             parts.append(flag)
             continue
@@ -233,7 +247,7 @@ def train_variant(splits, config, test):
     keras.utils.set_random_seed(config["seed"])
     model = training.make_model(config, splits.num_classes)
     steps = training.steps_per_epoch(splits, config["batch_size"])
-    training.compile_model(model, training.make_optimizer(config, steps))
+    training.compile_model(model, training.make_optimizer(config, steps, model=model))
     train_ds, val_ds = training.make_pipelines(splits, config)
     start = time.perf_counter()
     history = model.fit(

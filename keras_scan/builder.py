@@ -18,6 +18,7 @@ def build(
     kd_loss="kl_t2",
     teacher="final",
     kd_mix="add",
+    exit_weights=None,
     name=None,
 ):
     """Turns a functional Keras backbone into a SCAN multi-exit model.
@@ -51,6 +52,8 @@ def build(
             exits teaches every exit). Defaults to `"final"`.
         kd_mix: str. `"convex"` (`(1 - alpha) CE + alpha KD`, the paper) or
             `"add"` (`CE + alpha KD`). Defaults to `"add"`.
+        exit_weights: `None` or one weight >= 0 per exit, the final exit
+            last, multiplying each exit's loss. Defaults to `None` (all 1).
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:
@@ -79,6 +82,7 @@ def build(
         kd_loss=kd_loss,
         teacher=teacher,
         kd_mix=kd_mix,
+        exit_weights=exit_weights,
         name=name or f"scan_{getattr(model, 'name', 'model')}",
     )
     active = distribute.current()

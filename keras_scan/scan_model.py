@@ -106,6 +106,10 @@ class ScanModel(keras.Model):
             or `"add"` (`CE_i + alpha KD_i`: the labels keep their full
             weight, as in deep supervision, and the teacher adds to them).
             Defaults to `"add"`.
+        exit_weights: `None` (every exit's loss counts once) or one number
+            >= 0 per exit, the final exit last: each exit's loss (its
+            cross-entropy, distillation and feature terms) is multiplied by
+            its weight in the total. Defaults to `None`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -133,6 +137,7 @@ class ScanModel(keras.Model):
         kd_loss="kl_t2",
         teacher="final",
         kd_mix="add",
+        exit_weights=None,
         **kwargs,
     ):
         taps_lib.check_functional(backbone, "backbone")
@@ -173,6 +178,7 @@ class ScanModel(keras.Model):
             )(x)
             outputs[name] = logits
             exit_features[f"{name}_features"] = f
+        exit_weights = _check_exit_weights(exit_weights, len(taps) + 1)
         outputs[FINAL] = classifier(features)
         exit_features[f"{FINAL}_features"] = features
         outputs.update(exit_features)
@@ -191,6 +197,7 @@ class ScanModel(keras.Model):
         self.kd_loss = kd_loss
         self.teacher = teacher
         self.kd_mix = kd_mix
+        self.exit_weights = exit_weights
         # The share of `alpha` in force (1 = all of it): a training schedule
         # (`keras_scan.training.DistillationWarmup`) ramps it from 0 so the
         # exits learn from labels while the teacher is still untrained.
@@ -268,6 +275,35 @@ class ScanModel(keras.Model):
             )
         self._exit_info_cache = info  # the graph is fixed: count once
         return [dict(row) for row in info]
+
+    def gradient_equilibrium_scales(self):
+        """Per trainable variable, 1 / the number of exits whose loss reaches it.
+
+        Gradient equilibrium (IMTA, Li et al., "Improved Techniques for
+        Training Adaptive Deep Networks", ICCV 2019): a backbone section
+        shared by `n` exits receives the mean of their losses' gradients
+        instead of the sum, so the early sections, which every exit's loss
+        reaches, do not get `K` times the gradient of the last one. On a chain
+        of sections this is exactly IMTA's rescaling at each branch point (the
+        exit branch by `1 / n`, the trunk by `(n - 1) / n`); here it is counted
+        on the graph, so any functional backbone works. The exits' own heads
+        and the final classifier get 1.
+
+        Returns:
+            dict mapping `variable.path` to a float in (0, 1], for an
+            optimizer that scales each variable's gradient
+            (`keras_scan.training.make_optimizer(..., model=...)`).
+        """
+        reach = {}
+        for name in self.exit_names:
+            for layer in _ancestor_layers(self._tensors[name]):
+                reach[id(layer)] = reach.get(id(layer), 0) + 1
+        scales = {}
+        for layer in self.layers:
+            n = reach.get(id(layer), 0)
+            for variable in layer.trainable_variables if n else ():
+                scales[variable.path] = 1.0 / n
+        return scales
 
     # ------------------------------------------------------------ sub-models
     def exit_model(self, name, probabilities=False):
@@ -392,6 +428,9 @@ class ScanModel(keras.Model):
         if self.distillation and FINAL in students:
             total = distilled(final_logits, total)
         self._loss_trackers[FINAL].update_state(total, sample_weight=count)
+        weights = dict(zip(self.exit_names, self.exit_weights or ()))
+        if FINAL in weights:
+            total = weights[FINAL] * total
         for name in self.exit_names[:-1]:
             logits = y_pred[name]
             ce = cross_entropy(logits)
@@ -401,7 +440,7 @@ class ScanModel(keras.Model):
                 sq = ops.mean(ops.square(features - teacher_features), axis=-1)
                 loss = loss + self.beta * weighted_mean(sq)
             self._loss_trackers[name].update_state(loss, sample_weight=count)
-            total = total + loss
+            total = total + weights.get(name, 1.0) * loss
         # Under tf.distribute each replica returns its share of the batch mean
         # (the replicas' gradients are summed); a no-op otherwise.
         return distribute.scale_loss(total)
@@ -449,6 +488,7 @@ class ScanModel(keras.Model):
             "kd_loss": self.kd_loss,
             "kd_mix": self.kd_mix,
             "teacher": self.teacher,
+            "exit_weights": self.exit_weights,
         }
 
     @classmethod
@@ -458,6 +498,19 @@ class ScanModel(keras.Model):
         if isinstance(backbone, dict):
             backbone = keras.layers.deserialize(backbone)
         return cls(backbone=backbone, **config)
+
+
+def _ancestor_layers(tensor):
+    """Every layer of the functional graph that `tensor` depends on."""
+    seen, layers, stack = set(), [], [tensor]
+    while stack:
+        node = graph.producer(stack.pop())
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        layers.append(node.operation)
+        stack.extend(node.input_tensors)
+    return layers
 
 
 def resolve_attention(attention):
@@ -472,6 +525,25 @@ def resolve_attention(attention):
             f"Received: attention={attention!r}"
         )
     return attention
+
+
+def _check_exit_weights(exit_weights, num_exits):
+    """`exit_weights` as a list of `num_exits` floats >= 0, or `None`."""
+    if exit_weights is None:
+        return None
+    values = list(exit_weights) if isinstance(exit_weights, (list, tuple)) else None
+    if (
+        values is None
+        or len(values) != num_exits
+        or not all(is_number(v) and v >= 0 for v in values)
+        or not any(v > 0 for v in values)
+    ):
+        raise ValueError(
+            f"`exit_weights` must be None or {num_exits} numbers >= 0, one per exit "
+            "in order, the final exit last (not all 0). "
+            f"Received: exit_weights={exit_weights!r}"
+        )
+    return [float(v) for v in values]
 
 
 def _check_number(name, value, low=None, high=None, low_open=False, integer=False):

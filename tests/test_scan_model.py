@@ -223,6 +223,46 @@ def test_loss_terms_and_ablations():
     )
 
 
+def test_exit_weights_multiply_each_exits_loss():
+    keras.utils.set_random_seed(2)
+    x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    y = np.arange(8) % 10
+    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    pred = model(x, training=False)
+    plain = float(model.compute_loss(x, y, pred, training=False))
+    parts = {n: float(model._loss_trackers[n].result()) for n in model.exit_names}
+    assert plain == pytest.approx(sum(parts.values()), rel=1e-5)
+    weights = [0.0, 0.5, 2.0, 3.0]
+    weighted = keras_scan.build(
+        small_backbone(width=8), num_classes=10, exit_weights=weights
+    )
+    weighted.set_weights(model.get_weights())
+    loss = float(weighted.compute_loss(x, y, pred, training=False))
+    expected = sum(w * parts[n] for w, n in zip(weights, model.exit_names))
+    assert loss == pytest.approx(expected, rel=1e-5)
+    config = weighted.get_config()
+    assert config["exit_weights"] == weights
+    assert keras_scan.ScanModel.from_config(config).exit_weights == weights
+
+
+def test_gradient_equilibrium_scales_count_the_exits_reaching_each_weight():
+    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    scales = model.gradient_equilibrium_scales()
+    by_layer = {}
+    for layer in model.layers:
+        for v in layer.trainable_variables:
+            by_layer.setdefault(layer.name, set()).add(scales[v.path])
+    # 3 exits + the final one: the stem reaches 4, each stage one fewer.
+    assert by_layer["stem_conv"] == {1 / 4}
+    assert by_layer["stage1_block1_1_conv"] == {1 / 4}
+    assert by_layer["stage2_block1_1_conv"] == {1 / 3}
+    assert by_layer["stage3_block1_1_conv"] == {1 / 2}
+    assert by_layer["stage4_block1_1_conv"] == {1.0}
+    for name in ("exit_0_head", "exit_2_attention", "final_logits"):
+        assert by_layer[name] == {1.0}
+    assert len(scales) == len(model.trainable_variables)
+
+
 def test_teacher_side_gets_no_gradient_from_the_distillation_terms():
     """The final exit teaches: the KL and feature terms must not move it.
 
@@ -337,6 +377,9 @@ def test_trained_model_save_load_identical(trained, fm_small):
         ({"num_classes": 10, "kd_mix": "sum"}, "kd_mix='sum'"),
         ({"num_classes": 10, "teacher": "self"}, "teacher='self'"),
         ({"num_classes": 10, "head": "mlp"}, "head='mlp'"),
+        ({"num_classes": 10, "exit_weights": [1, 1]}, r"4 numbers >= 0"),
+        ({"num_classes": 10, "exit_weights": [1, 1, -1, 1]}, "exit_weights="),
+        ({"num_classes": 10, "exit_weights": [0, 0, 0, 0]}, "not all 0"),
         ({"num_classes": 10, "exits": ["missing"]}, "missing"),
         ({"num_classes": 10, "exits": ["stage2_block1_1_conv"]}, "cut point"),
     ],

@@ -169,6 +169,30 @@ def test_distillation_warmup_ramps_alpha_per_epoch():
     assert float(model.distill_scale) == 1.0
 
 
+def test_gradient_equilibrium_scales_each_gradient_before_the_update():
+    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    config = training.resolve_config(
+        {"gradient_equilibrium": True, "momentum": 0.0, "weight_decay": 0.0}
+    )
+    config.update(warmup=0.0, schedule="constant", lr=0.1, batch_size=128)
+    optimizer = training.make_optimizer(config, steps_per_epoch=1, model=model)
+    assert isinstance(optimizer, training.ScaledSGD)
+    variables = model.trainable_variables
+    before = [keras.ops.convert_to_numpy(v) for v in variables]
+    grads = [keras.ops.ones_like(v) for v in variables]
+    optimizer.apply(grads, variables)
+    scales = model.gradient_equilibrium_scales()
+    for v, b in zip(variables, before):
+        step = b - keras.ops.convert_to_numpy(v)
+        np.testing.assert_allclose(step, 0.1 * scales[v.path], rtol=1e-5)
+    # Saved with the model: the scales come back with the optimizer.
+    again = training.ScaledSGD.from_config(optimizer.get_config())
+    assert again.gradient_scales == optimizer.gradient_scales
+    # Off (the default), or for a plain model: Keras' own SGD.
+    config["gradient_equilibrium"] = False
+    assert type(training.make_optimizer(config, 1, model=model)) is keras.optimizers.SGD
+
+
 def test_weight_decay_matches_coupled_l2_of_the_paper():
     """Keras' decoupled decay, scaled by 1 / (1 - momentum), tracks PyTorch's
     coupled L2 (decay added to the gradient, through the momentum)."""
@@ -228,6 +252,9 @@ def test_config_file_precedence_and_round_trip(tmp_path):
         ({"attention": "spatial"}, "`attention` must be one of scan, gate, none"),
         ({"head": "deep"}, "`head` must be one of scan, sepconv, lite, linear"),
         ({"kd_mix": "sum"}, "`kd_mix` must be one of convex, add"),
+        ({"exit_weights": "1,x"}, "`exit_weights` must be comma-separated"),
+        ({"exit_weights": [1, -2]}, r"`exit_weights` must be None or a list"),
+        ({"gradient_equilibrium": "yes"}, "`gradient_equilibrium` must be true"),
     ],
 )
 def test_bad_settings_name_the_setting(overrides, match):

@@ -143,6 +143,19 @@ def add_parser(subparsers):
         "--beta", type=float, help=f"feature (hint) loss weight (default {d['beta']})"
     )
     g.add_argument(
+        "--exit-weights",
+        metavar="W,W,...",
+        help="one loss weight per exit, the final exit last (default: 1 each)",
+    )
+    g.add_argument(
+        "--gradient-equilibrium",
+        dest="gradient_equilibrium",
+        action="store_const",
+        const=True,
+        help="divide each backbone weight's gradient by the number of exits "
+        "whose loss reaches it (IMTA's gradient equilibrium; default off)",
+    )
+    g.add_argument(
         "--exits",
         metavar="K|NAMES",
         help="number of shallow exits spread by MACs, or comma-separated layer "

@@ -56,6 +56,7 @@ from keras_scan.training.run_folder import (
 from keras_scan.training.schedule import (
     REFERENCE_BATCH_SIZE,
     SCHEDULES,
+    ScaledSGD,
     Warmup,
     learning_rate_schedule,
     make_optimizer,
@@ -90,6 +91,7 @@ __all__ = [
     "REFERENCE_BATCH_SIZE",
     "SCHEDULES",
     "Warmup",
+    "ScaledSGD",
     "scaled_learning_rate",
     "learning_rate_schedule",
     "make_optimizer",

@@ -61,6 +61,7 @@ class TrainingConfig:
     teacher: str = "final"
     distill_warmup: float = 0.5
     exits: int | list[str] | None = None
+    exit_weights: list[float] | None = None
     no_exits: bool = False
     # Data.
     dataset: str = "fashion_mnist"
@@ -82,6 +83,7 @@ class TrainingConfig:
     gamma: float = 0.1
     warmup: float = 0.05
     clipnorm: float | None = None
+    gradient_equilibrium: bool = False
     bn_momentum: float | None = 0.9
     bn_recalibration: int = 20
     recipe: str = "default"
@@ -153,7 +155,8 @@ class TrainingConfig:
             # Run folders written before attention kinds existed: True was the paper's.
             self.attention = "scan" if self.attention else "none"
         _check_choice("attention", self.attention, ATTENTION_KINDS)
-        for key in ("distillation", "no_exits", "augment"):
+        self.exit_weights = _check_exit_weights(self.exit_weights)
+        for key in ("distillation", "no_exits", "augment", "gradient_equilibrium"):
             if not isinstance(getattr(self, key), bool):
                 _fail(key, "true or false", getattr(self, key))
         self.exits = _check_exits(self.exits)
@@ -225,6 +228,8 @@ RECIPES = {
         "teacher": "final",
         "beta": 1.0,
         "distill_warmup": 0.0,
+        "exit_weights": None,
+        "gradient_equilibrium": False,
     },
 }
 
@@ -411,6 +416,31 @@ def _check_milestones(milestones):
     if list(milestones) != sorted(milestones):
         _fail("milestones", "in increasing order", milestones)
     return [float(m) for m in milestones]
+
+
+def _check_exit_weights(weights):
+    """`exit_weights` as a list of floats >= 0 (a string: comma-separated)."""
+    if weights is None or weights in ("", "none", "None"):
+        return None
+    if isinstance(weights, str):
+        parts = [p.strip() for p in weights.split(",")]
+        try:
+            weights = [float(p) for p in parts]
+        except ValueError:
+            _fail("exit_weights", "comma-separated numbers >= 0", weights)
+    if (
+        not isinstance(weights, (list, tuple))
+        or not weights
+        or not all(is_number(w) and w >= 0 for w in weights)
+        or not any(w > 0 for w in weights)
+    ):
+        _fail(
+            "exit_weights",
+            "None or a list of numbers >= 0 (one per exit, the final exit last; "
+            "not all 0)",
+            weights,
+        )
+    return [float(w) for w in weights]
 
 
 def _check_exits(exits):

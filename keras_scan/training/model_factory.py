@@ -48,6 +48,7 @@ def make_model(config, num_classes):
             kd_loss=config["kd_loss"],
             kd_mix=config["kd_mix"],
             teacher=config["teacher"],
+            exit_weights=config["exit_weights"],
         )
     except ValueError as e:
         raise ValueError(

@@ -93,12 +93,51 @@ def learning_rate_schedule(config, steps_per_epoch):
     return schedule
 
 
-def make_optimizer(config, steps_per_epoch):
+@keras.saving.register_keras_serializable(package="keras_scan")
+class ScaledSGD(keras.optimizers.SGD):
+    """`keras.optimizers.SGD` that first multiplies chosen variables' gradients.
+
+    The recipe's optimizer under gradient equilibrium (`ScanModel.
+    gradient_equilibrium_scales`): each gradient is multiplied by its
+    variable's factor before clipping, momentum and the update; a variable
+    without an entry keeps its gradient.
+
+    Args:
+        gradient_scales: dict mapping `variable.path` to a float.
+        **kwargs: passed to `keras.optimizers.SGD`.
+    """
+
+    def __init__(self, gradient_scales=None, **kwargs):
+        super().__init__(**kwargs)
+        self.gradient_scales = {
+            str(k): float(v) for k, v in (gradient_scales or {}).items()
+        }
+
+    def apply(self, grads, trainable_variables=None):
+        variables = (
+            self._trainable_variables
+            if trainable_variables is None
+            else trainable_variables
+        )
+        scaled = []
+        for grad, variable in zip(grads, variables):
+            scale = self.gradient_scales.get(variable.path, 1.0)
+            scaled.append(grad if grad is None or scale == 1.0 else grad * scale)
+        return super().apply(scaled, trainable_variables)
+
+    def get_config(self):
+        return {**super().get_config(), "gradient_scales": self.gradient_scales}
+
+
+def make_optimizer(config, steps_per_epoch, model=None):
     """SGD with momentum, the schedule and the paper's (coupled) weight decay.
 
     With `clipnorm`, the gradient of all weights together is scaled down to
     that global norm when it is larger (a guard against the first steps of a
-    fresh network blowing up).
+    fresh network blowing up). With `gradient_equilibrium` and a `ScanModel`
+    as `model`, each variable's gradient is divided by the number of exits
+    whose loss reaches it (`ScaledSGD`); the setting does nothing for a
+    plain model.
 
     Keras' `weight_decay` is decoupled; `weight_decay / (1 - momentum)` gives
     the steady-state decay of PyTorch's coupled L2 (see the module docs).
@@ -108,9 +147,13 @@ def make_optimizer(config, steps_per_epoch):
         config["weight_decay"] / (1.0 - momentum) if config["weight_decay"] else None
     )
     clipnorm = config.get("clipnorm")
-    return keras.optimizers.SGD(
+    kwargs = dict(
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         momentum=momentum,
         weight_decay=decay,
         global_clipnorm=float(clipnorm) if clipnorm else None,
     )
+    scales = getattr(model, "gradient_equilibrium_scales", None)
+    if config.get("gradient_equilibrium") and scales is not None:
+        return ScaledSGD(gradient_scales=scales(), **kwargs)
+    return keras.optimizers.SGD(**kwargs)

@@ -297,7 +297,7 @@ def train(
     runs.write_json(folder / runs.CONFIG, resolved)
 
     with scope:
-        compile_model(model, make_optimizer(config, steps))
+        compile_model(model, make_optimizer(config, steps, model=model))
         initial_epoch, history = run_folder.restore(model, folder)
     if initial_epoch:
         say(f"Continuing {run} after epoch {initial_epoch} of {config['epochs']}.")
