@@ -97,7 +97,7 @@ def train_variant(ctx, name):
     keras.utils.set_random_seed(config["seed"])
     model = training.make_model(config, splits.num_classes)
     steps = training.steps_per_epoch(splits, config["batch_size"])
-    training.compile_model(model, training.make_optimizer(config, steps))
+    training.compile_model(model, training.make_optimizer(config, steps, model=model))
     train_ds, val_ds = training.make_pipelines(splits, config)
     timer = EpochTimer()
     start = time.perf_counter()

@@ -44,6 +44,13 @@ def write_json(path, payload):
     files.atomic_write_json(path, payload)
 
 
+def model_label(settings):
+    """`"cifar_resnet18 width 16"`, or the backbone's name when it has no width."""
+    width = settings.get("width")
+    backbone = settings["backbone"]
+    return backbone if width is None else f"{backbone} width {width}"
+
+
 def now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 

@@ -148,6 +148,26 @@ PROFILES = {
         epochs=3,
         batch_size=128,
     ),
+    # A Keras Application end to end on the CPU (issue 15): MobileNetV2 from
+    # scratch on the same Fashion-MNIST subset resized to 64x64 (28 M MACs,
+    # about the CPU profile's CIFAR ResNet18 width 16), the default recipe.
+    # `python benchmarks/run.py --profile cpu_mobilenet_v2 --sections
+    # accuracy,scalable,litert`.
+    "cpu_mobilenet_v2": _profile(
+        description=(
+            "2 CPU cores: Keras' MobileNetV2 from scratch on a Fashion-MNIST subset "
+            "resized to 64x64, a few epochs of the default recipe"
+        ),
+        backbone="mobilenet_v2",
+        width=None,
+        image_size=64,
+        limit=20000,
+        test_limit=None,
+        epochs=3,
+        batch_size=128,
+        variants=["scan", "plain", "no_distillation"],
+        export_modes=["int8"],
+    ),
     # `make bench-gpu`: the paper's recipe in full, KERAS_BACKEND=jax, no
     # TensorFlow needed; export and LiteRT follow on a CPU machine with
     # `--from-gpu DIR`.

@@ -2,6 +2,8 @@
 
 import pathlib
 
+from benchmarks import common
+
 
 def _pct(v, digits=2):
     return "–" if v is None else f"{100 * v:.{digits}f}"
@@ -119,7 +121,7 @@ def _header(results):
             f"ai-edge-litert {exp['versions'].get('ai-edge-litert')} |"
         )
     lines += [
-        f"| model | {s['backbone']} width {s['width']}, {s['image_size']}x"
+        f"| model | {common.model_label(s)}, {s['image_size']}x"
         f"{s['image_size']}x{s['channels']} |",
         f"| data | {s['dataset']}: {results['data']['sizes']} (limit {s['limit']}, "
         f"validation {s['val_fraction']:g} of train, seed {s['seed']}) |",

@@ -42,10 +42,12 @@ REPORT = "REPORT.md"
 
 
 def parse_args(argv=None):
+    from benchmarks import profiles
+
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--profile", choices=("smoke", "cpu", "gpu"), default="cpu")
+    p.add_argument("--profile", choices=sorted(profiles.PROFILES), default="cpu")
     p.add_argument(
         "--out", help="results folder (default benchmarks/results/<profile>)"
     )
@@ -189,7 +191,7 @@ def main(argv=None):
 
     results["data"] = {"sizes": ctx.splits.sizes(), "dataset": settings["dataset"]}
     ctx.log(
-        f"profile {args.profile}: {settings['backbone']} width {settings['width']}, "
+        f"profile {args.profile}: {common.model_label(settings)}, "
         f"data {results['data']['sizes']}, backend {keras.backend.backend()}"
     )
     # A GPU run leaves LiteRT (no TensorFlow there), and the threshold search

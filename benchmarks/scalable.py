@@ -18,6 +18,7 @@ import warnings
 
 import numpy as np
 
+from benchmarks import common
 from keras_scan import inference, plots, thresholds
 
 
@@ -152,7 +153,7 @@ def run(ctx):
                     (e["val_accuracy"], e["standalone_macs"]) for e in single
                 ],
                 title=(
-                    f"{s['backbone']} width {s['width']}, validation split: "
+                    f"{common.model_label(s)}, validation split: "
                     f"accuracy vs mean MACs ({label})"
                 ),
             )
