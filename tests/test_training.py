@@ -97,6 +97,24 @@ def test_warmup_ramps_the_learning_rate_then_follows_the_schedule():
     )
 
 
+def test_the_warm_up_lasts_at_least_min_warmup_steps_capped_at_30_percent():
+    c = training.resolve_config({"epochs": 1})
+    assert c["warmup"] == 0.05 and c["min_warmup_steps"] == 20
+    # A first try: 21 steps; 5% is 1 step, the floor gives 30% of the run.
+    assert training.warmup_length(c, 21) == 6
+    # Long enough runs keep their 5%: the floor of 20 steps changes nothing.
+    assert training.warmup_length(c, 423) == 21
+    assert training.warmup_length(c, 4000) == 200
+    assert training.warmup_length(c, 200) == 20
+    assert training.warmup_length(dict(c, min_warmup_steps=0), 21) == 1
+    # No warm-up asked (the paper's recipe): no floor either.
+    assert training.warmup_length(dict(c, warmup=0.0), 21) == 0
+    paper = training.resolve_config({"recipe": "paper"})
+    assert training.warmup_length(paper, 21) == 0
+    schedule = training.learning_rate_schedule(c, steps_per_epoch=21)
+    assert schedule.warmup_steps == 6
+
+
 @pytest.mark.parametrize(
     "key, value",
     [
@@ -120,6 +138,8 @@ def test_warmup_ramps_the_learning_rate_then_follows_the_schedule():
         ("bn_momentum", 1.0),
         ("bn_recalibration", -1),
         ("bn_recalibration", 2.5),
+        ("min_warmup_steps", -1),
+        ("min_warmup_steps", 2.5),
     ],
 )
 def test_bad_recipe_settings_name_the_setting(key, value):

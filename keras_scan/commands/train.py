@@ -252,6 +252,14 @@ def add_parser(subparsers):
         f"linearly from ~0 (default {d['warmup']})",
     )
     g.add_argument(
+        "--min-warmup-steps",
+        type=int,
+        metavar="N",
+        help="the warm-up lasts at least N steps (at most 30%% of the run), so a "
+        f"short run starts safely; 0 = exactly --warmup (default "
+        f"{d['min_warmup_steps']})",
+    )
+    g.add_argument(
         "--milestones",
         metavar="F,F,...",
         help="fractions of training where the step schedule multiplies the "

@@ -61,6 +61,7 @@ from keras_scan.training.schedule import (
     learning_rate_schedule,
     make_optimizer,
     scaled_learning_rate,
+    warmup_length,
 )
 from keras_scan.training.trainer import (
     TrainingStopped,
@@ -94,6 +95,7 @@ __all__ = [
     "ScaledSGD",
     "scaled_learning_rate",
     "learning_rate_schedule",
+    "warmup_length",
     "make_optimizer",
     # Recipe.
     "DistillationWarmup",

@@ -82,6 +82,7 @@ class TrainingConfig:
     milestones: list[float] = dataclasses.field(default_factory=_milestones)
     gamma: float = 0.1
     warmup: float = 0.05
+    min_warmup_steps: int = 20
     clipnorm: float | None = None
     gradient_equilibrium: bool = False
     bn_momentum: float | None = 0.9
@@ -140,6 +141,8 @@ class TrainingConfig:
             not is_number(self.clipnorm) or not self.clipnorm > 0
         ):
             _fail("clipnorm", "None or a finite number > 0", self.clipnorm)
+        if not is_int(self.min_warmup_steps) or self.min_warmup_steps < 0:
+            _fail("min_warmup_steps", "an int >= 0 (steps)", self.min_warmup_steps)
         if not is_int(self.bn_recalibration) or self.bn_recalibration < 0:
             _fail("bn_recalibration", "an int >= 0 (batches)", self.bn_recalibration)
         for key, high in (("momentum", 0.999), ("alpha", 1)):
@@ -219,6 +222,7 @@ RECIPES = {
     "paper": {
         "schedule": "step",
         "warmup": 0.0,
+        "min_warmup_steps": 0,
         "clipnorm": None,
         "bn_recalibration": 0,
         "alpha": 0.5,
