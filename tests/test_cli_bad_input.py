@@ -162,6 +162,10 @@ CASES = [
     (TRAIN + " --limit 20 --out {tmp}/run", None, 2, r"`limit` must be at least `batch_size` \(32\).*Received: limit=20, batch_size=32"),
     (TRAIN + " --limit 8 --batch-size 4 --out {tmp}/run", None, 2, r"`limit` must be at least the number of classes \(10 .*Received: limit=8"),
     (TRAIN + " --batch-size 0 --out {tmp}/run", None, 2, r"`batch_size` must be an int >= 1. Received: batch_size=0"),
+    (TRAIN + " --exit-weights 1,2 --out {tmp}/run", None, 2, r"`exit_weights` must be None or 4 numbers >= 0, one per exit.*Received: exit_weights=\[1.0, 2.0\]"),
+    (TRAIN + " --exit-weights 1,x --out {tmp}/run", None, 2, r"`exit_weights` must be comma-separated numbers >= 0. Received: exit_weights='1,x'"),
+    (TRAIN + " --exit-weights 1,1,nan,1 --out {tmp}/run", None, 2, r"`exit_weights` must be None or a list of numbers >= 0.*Received: exit_weights=\[1.0, 1.0, nan, 1.0\]"),
+    (TRAIN + " --min-warmup-steps -1 --out {tmp}/run", None, 2, r"`min_warmup_steps` must be an int >= 0 \(steps\). Received: min_warmup_steps=-1"),
     (TRAIN + " --epochs 2 --resume --out {scan}", truncate("scan/last.keras"), 2, r"`out` has a corrupt model file: \S*scan/last\.keras is not a Keras archive"),
     (TRAIN + " --epochs 2 --resume --out {scan}", flip("scan/last.keras"), 2, r"`out` has a corrupt model file: \S*scan/last\.keras"),
 ]  # fmt: skip

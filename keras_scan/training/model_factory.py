@@ -51,6 +51,8 @@ def make_model(config, num_classes):
             exit_weights=config["exit_weights"],
         )
     except ValueError as e:
+        if "`exit_weights`" in str(e):  # one weight per exit: says how many
+            raise
         raise ValueError(
             f"Cannot hang exits on backbone {config['backbone']!r} at "
             f"image_size={config['image_size']} (exits={config['exits']!r}): {e}"
