@@ -42,6 +42,10 @@ CASES = {
 VARIANTS = {
     "default": "",
     "plain": "--no-exits",
+    # A second seed (weights and batch order): how far one short run moves.
+    "seed1": "--seed 1",
+    # The same epoch in 4x the steps: is it the recipe or the step count?
+    "batch32": "--batch-size 32",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
 
@@ -75,9 +79,11 @@ def report(results):
         "# A first try: every exit after a short run from scratch",
         "",
         "Test accuracy (%) of every exit, `keras-scan train` with the flags shown "
-        "(Fashion-MNIST fitted to 32x32x3, seed 0). `default`: SCAN with the "
-        "package's defaults; `plain`: the backbone alone, same command with "
-        "`--no-exits`. Target: every exit >= 50%.",
+        "(Fashion-MNIST fitted to 32x32x3, seed 0 unless the variant sets one). "
+        "`default`: SCAN with the package's defaults; `plain`: the backbone "
+        "alone, same command with `--no-exits`; `seed1`: the default with "
+        "`--seed 1` (how far one short run moves); `batch32`: the same epoch "
+        "in 4x the steps. Target: every exit >= 50%.",
         "",
         "| case | variant | exits | min | command |",
         "|---|---|---|---|---|",

@@ -165,7 +165,7 @@ PROFILES = {
         test_limit=None,
         epochs=3,
         batch_size=128,
-        variants=["scan", "plain", "no_distillation"],
+        variants=["scan", "plain"],
         export_modes=["int8"],
     ),
     # `make bench-gpu`: the paper's recipe in full, KERAS_BACKEND=jax, no
