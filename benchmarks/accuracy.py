@@ -45,6 +45,7 @@ _FLAGS = {
     "attention": "--no-attention",
     "distillation": "--no-distill",
     "augment": "--no-augment",
+    "gradient_equilibrium": "--gradient-equilibrium",
 }
 
 
@@ -71,7 +72,7 @@ def cli_command(config, name):
         if value is None or (value == defaults[key] and key not in ("epochs",)):
             continue
         parts.append(f"--{key.replace('_', '-')} {value}")
-    for key in ("no_exits", "attention", "distillation"):
+    for key in ("no_exits", "attention", "distillation", "gradient_equilibrium"):
         if config[key] != defaults[key]:
             parts.append(_FLAGS[key])
     parts.append(f"--out runs/{name}")

@@ -19,6 +19,8 @@ VARIANTS = {
     "no_feature_loss": {"beta": 0.0},
     "sepconv_head": {"head": "sepconv"},
     "linear_head": {"head": "linear"},
+    # How the exits' gradients share the trunk (IMTA's gradient equilibrium).
+    "gradient_equilibrium": {"gradient_equilibrium": True},
     # The SCAN paper's code exactly (`--recipe paper`): step schedule, no
     # warm-up, alpha 0.5 with the T^2 KL, no batch-norm re-estimation.
     "scan_paper": {"recipe": "paper", "schedule": "step"},
