@@ -213,6 +213,21 @@ def test_gradient_equilibrium_scales_each_gradient_before_the_update():
     assert type(training.make_optimizer(config, 1, model=model)) is keras.optimizers.SGD
 
 
+def test_a_gradient_equilibrium_run_saves_loads_and_resumes(tmp_path):
+    out = tmp_path / "ge"
+    tiny = dict(backbone="cifar_resnet18", width=8, limit=300, batch_size=32)
+    training.train(out, epochs=1, gradient_equilibrium=True, verbose=0, **tiny)
+    last = keras.saving.load_model(out / runs.LAST)  # weights + optimizer
+    assert isinstance(last.optimizer, training.ScaledSGD)
+    assert last.optimizer.gradient_scales == last.gradient_equilibrium_scales()
+    assert min(last.optimizer.gradient_scales.values()) == 0.25
+    result = training.train(
+        out, epochs=2, gradient_equilibrium=True, resume=True, verbose=0, **tiny
+    )
+    assert len(result.history) == 2
+    assert runs.load_config(out)["gradient_equilibrium"] is True
+
+
 def test_weight_decay_matches_coupled_l2_of_the_paper():
     """Keras' decoupled decay, scaled by 1 / (1 - momentum), tracks PyTorch's
     coupled L2 (decay added to the gradient, through the momentum)."""
