@@ -46,6 +46,9 @@ VARIANTS = {
     "seed1": "--seed 1",
     # The same epoch in 4x the steps: is it the recipe or the step count?
     "batch32": "--batch-size 32",
+    # IMTA's gradient equilibrium: the exits' losses averaged, not summed, in
+    # the shared early blocks.
+    "ge": "--gradient-equilibrium",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
 
@@ -83,7 +86,8 @@ def report(results):
         "`default`: SCAN with the package's defaults; `plain`: the backbone "
         "alone, same command with `--no-exits`; `seed1`: the default with "
         "`--seed 1` (how far one short run moves); `batch32`: the same epoch "
-        "in 4x the steps. Target: every exit >= 50%.",
+        "in 4x the steps; `ge`: with `--gradient-equilibrium`. Target: every "
+        "exit >= 50%.",
         "",
         "| case | variant | exits | min | command |",
         "|---|---|---|---|---|",
