@@ -45,7 +45,7 @@ _FLAGS = {
     "attention": "--no-attention",
     "distillation": "--no-distill",
     "augment": "--no-augment",
-    "gradient_equilibrium": "--gradient-equilibrium",
+    "gradient_equilibrium": "--no-gradient-equilibrium",
 }
 
 

@@ -59,6 +59,7 @@ BASE = {
     "teacher": "final",
     "beta": 1.0,
     "distill_warmup": 0.0,
+    "gradient_equilibrium": False,
     # The loss ablations were measured on the paper's exits.
     "head": "scan",
     "attention": "scan",
@@ -193,6 +194,8 @@ def _same_settings(stored, config):
     package since are compared only when the cached row has them; rows from
     before attention kinds stored `attention: true` for the paper's)."""
     stored = dict(stored)
+    # Rows from before gradient equilibrium existed were trained without it.
+    stored.setdefault("gradient_equilibrium", False)
     if isinstance(stored.get("attention"), bool):
         stored["attention"] = "scan" if stored["attention"] else "none"
     if stored.get("distillation") is False or stored.get("no_exits"):
@@ -206,6 +209,7 @@ def cli_command(config):
 
     parts = ["keras-scan train"]
     config = dict(config)
+    config.setdefault("gradient_equilibrium", False)  # rows from before it
     if isinstance(config.get("attention"), bool):  # rows from before kinds
         config["attention"] = "scan" if config["attention"] else "none"
     base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
@@ -227,7 +231,7 @@ def cli_command(config):
                 "no_exits": "--no-exits",
                 "distillation": "--no-distill",
                 "augment": "--no-augment",
-                "gradient_equilibrium": "--gradient-equilibrium",
+                "gradient_equilibrium": "--no-gradient-equilibrium",
             }[key]
             parts.append(flag)
             continue

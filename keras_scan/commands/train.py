@@ -153,7 +153,14 @@ def add_parser(subparsers):
         action="store_const",
         const=True,
         help="divide each backbone weight's gradient by the number of exits "
-        "whose loss reaches it (IMTA's gradient equilibrium; default off)",
+        "whose loss reaches it (IMTA's gradient equilibrium; default on)",
+    )
+    g.add_argument(
+        "--no-gradient-equilibrium",
+        dest="gradient_equilibrium",
+        action="store_const",
+        const=False,
+        help="sum the exits' gradients in the shared backbone (the paper)",
     )
     g.add_argument(
         "--exits",

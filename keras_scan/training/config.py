@@ -84,7 +84,7 @@ class TrainingConfig:
     warmup: float = 0.05
     min_warmup_steps: int = 20
     clipnorm: float | None = None
-    gradient_equilibrium: bool = False
+    gradient_equilibrium: bool = True
     bn_momentum: float | None = 0.9
     bn_recalibration: int = 20
     recipe: str = "default"
