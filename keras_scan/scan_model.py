@@ -295,8 +295,8 @@ class ScanModel(keras.Model):
             (`keras_scan.training.make_optimizer(..., model=...)`).
         """
         reach = {}
-        for name in self.exit_names:
-            for layer in _ancestor_layers(self._tensors[name]):
+        for name in self.exit_names:  # the layers each exit's output depends on
+            for layer in self.exit_model(name).layers:
                 reach[id(layer)] = reach.get(id(layer), 0) + 1
         scales = {}
         for layer in self.layers:
@@ -498,19 +498,6 @@ class ScanModel(keras.Model):
         if isinstance(backbone, dict):
             backbone = keras.layers.deserialize(backbone)
         return cls(backbone=backbone, **config)
-
-
-def _ancestor_layers(tensor):
-    """Every layer of the functional graph that `tensor` depends on."""
-    seen, layers, stack = set(), [], [tensor]
-    while stack:
-        node = graph.producer(stack.pop())
-        if node is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        layers.append(node.operation)
-        stack.extend(node.input_tensors)
-    return layers
 
 
 def resolve_attention(attention):
