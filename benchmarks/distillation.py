@@ -79,6 +79,8 @@ FOLLOW_DEFAULTS = (
     "ds_ge",
     "exit_w_depth",
     "exit_w_final2",
+    "ge_exit_w_depth",
+    "ds_ge_exit_w_depth",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -115,6 +117,17 @@ VARIANTS = {
     # the final exit counted twice.
     "exit_w_depth": {"exit_weights": [0.25, 0.5, 0.75, 1.0]},
     "exit_w_final2": {"exit_weights": [1.0, 1.0, 1.0, 2.0]},
+    # Depth-rising weights on top of gradient equilibrium, with and without
+    # the teacher.
+    "ge_exit_w_depth": {
+        "gradient_equilibrium": True,
+        "exit_weights": [0.25, 0.5, 0.75, 1.0],
+    },
+    "ds_ge_exit_w_depth": {
+        "distillation": False,
+        "gradient_equilibrium": True,
+        "exit_weights": [0.25, 0.5, 0.75, 1.0],
+    },
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},

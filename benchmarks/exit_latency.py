@@ -15,6 +15,13 @@ measured side by side in one process. MACs come from the graph
     python benchmarks/exit_latency.py                       # every backbone and design
     python benchmarks/exit_latency.py --backbones cifar_resnet18_w64@32 --designs paper,default
 
+`--floor` adds, per backbone, the latency of the backbone alone cut at each
+default tap (no exit head; each prefix its own int8 file, timed interleaved
+with the whole backbone): the floor that any exit at that tap pays, whatever
+its head, and so the best speedup a cascade with exits there can reach.
+
+    python benchmarks/exit_latency.py --floor --designs ""   # floors only
+
 Writes `benchmarks/results/exit-latency/results.json` and `REPORT.md` (rows
 already there for other backbones or designs are kept).
 """
@@ -37,6 +44,8 @@ from benchmarks import common  # noqa: E402
 # name -> (registry name, image size, width)
 BACKBONES = {
     "cifar_resnet18_w64@32": ("cifar_resnet18", 32, 64),
+    # The CPU profile's backbone (benchmarks/profiles.py `cpu`).
+    "cifar_resnet18_w16@32": ("cifar_resnet18", 32, 16),
     "mobilenet_v2@128": ("mobilenet_v2", 128, None),
     "mobilenet_v2@224": ("mobilenet_v2", 224, None),
     "mobilenet_v3_small@224": ("mobilenet_v3_small", 224, None),
@@ -144,6 +153,79 @@ def measure(model, images, threads, warmup):
     }
 
 
+def _features_fn(model):
+    def fn(x):
+        return {"features": model(x, training=False)}
+
+    return fn
+
+
+def floor(backbone_name, n, threads, warmup, seed=0):
+    """LiteRT int8 latency of the backbone cut at each default tap, no head.
+
+    Returns a dict: the taps, the prefixes' MACs and median latencies and
+    their ratios to the whole backbone (medians of per-image ratios), measured
+    interleaved image by image in one process.
+    """
+    import keras
+    from ai_edge_litert.interpreter import Interpreter
+
+    from keras_scan.backbones import registry
+    from keras_scan.backbones import taps as taps_lib
+    from keras_scan.export import litert
+
+    keras.utils.set_random_seed(seed)
+    name, size, width = {**BACKBONES, **SMOKE}[backbone_name]
+    backbone = registry.build_backbone(name, image_size=size, width=width)
+    taps = taps_lib.default_taps(backbone)
+    final = taps_lib.cut_points(backbone)[-1]
+    ends = [t.tensor for t in taps] + [final.tensor]
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (n, size, size, 3)).astype(np.float32)
+    calibration = images[: min(n, 64)]
+    artifacts, keys = [], {"image": calibration}
+    for i, end in enumerate(ends):
+        prefix = keras.Model(backbone.inputs[0], end, name=f"prefix_{i}")
+        artifacts.append(
+            (f"prefix_{i}", _features_fn(prefix), "image", (size, size, 3), prefix)
+        )
+        keys[f"prefix_{i}"] = ("image", calibration)
+    interpreters = []
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = pathlib.Path(tmp) / "saved"
+        litert.write_saved_model(artifacts, saved)
+        for key, *_ in artifacts:
+            content = litert.convert(saved, [key], "int8", keys, False)
+            interpreter = Interpreter(model_content=content, num_threads=threads)
+            interpreter.allocate_tensors()
+            interpreters.append(interpreter)
+    for it in interpreters:
+        detail = it.get_input_details()[0]
+        it.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+    times = np.zeros((n, len(interpreters)))
+    for j in range(-warmup, n):
+        for i, it in enumerate(interpreters):
+            start = time.perf_counter()
+            it.invoke()
+            if j >= 0:
+                times[j, i] = (time.perf_counter() - start) * 1e3
+    return {
+        "backbone": backbone_name,
+        "taps": [t.name for t in taps],
+        "tap_channels": [int(t.channels) for t in taps],
+        "prefix_macs": [int(t.macs) for t in taps],
+        "full_macs": int(final.macs),
+        "prefix_ms": [float(v) for v in np.median(times[:, :-1], axis=0)],
+        "full_ms": float(np.median(times[:, -1])),
+        "prefix_ratio": [
+            float(np.median(times[:, i] / times[:, -1])) for i in range(len(taps))
+        ],
+        "prefix_mac_ratio": [t.macs / final.macs for t in taps],
+        "images": n,
+        "threads": threads,
+    }
+
+
 def describe(model, backbone_name, design):
     """A row's figures from the graph alone (no export): taps and MACs."""
     info = model.exit_info
@@ -208,6 +290,32 @@ def report(results):
             f"{row['up_to_exit_ratio'][0]:.2f}x | {each} | "
             f"{row['all_stages_ratio']:.2f}x | {heads} |"
         )
+    if results.get("floors"):
+        lines += [
+            "",
+            "## Backbone floor: the backbone alone, cut at each default tap",
+            "",
+            "LiteRT int8 latency of the backbone from the image to each default "
+            "tap, no exit head (`--floor`): what any exit there costs at least, "
+            "so 1 / (floor at exit 0) bounds the speedup of a cascade whose "
+            "images all answer at exit 0. Ratios: latency / MACs, x the whole "
+            "backbone, side by side in one process.",
+            "",
+            "| backbone | full ms | taps (channels) | floor at each tap "
+            "(latency / MACs, x full) |",
+            "|---|---|---|---|",
+        ]
+        for row in results["floors"].values():
+            taps = ", ".join(
+                f"{n} ({c})" for n, c in zip(row["taps"], row["tap_channels"])
+            )
+            each = ", ".join(
+                f"{lat:.2f}/{mac:.2f}"
+                for lat, mac in zip(row["prefix_ratio"], row["prefix_mac_ratio"])
+            )
+            lines.append(
+                f"| {row['backbone']} | {row['full_ms']:.2f} | {taps} | {each} |"
+            )
     lines += [
         "",
         "Designs: "
@@ -230,9 +338,14 @@ def main(argv=None):
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--warmup", type=int, default=20)
     parser.add_argument("--out", default=str(OUT))
+    parser.add_argument(
+        "--floor",
+        action="store_true",
+        help="also time the backbone alone cut at each default tap",
+    )
     args = parser.parse_args(argv)
     backbones = args.backbones.split(",")
-    designs = args.designs.split(",")
+    designs = [d for d in args.designs.split(",") if d]
     for name, known, arg in (
         (backbones, {**BACKBONES, **SMOKE}, "--backbones"),
         (designs, DESIGNS, "--designs"),
@@ -250,6 +363,19 @@ def main(argv=None):
         environment=common.environment(), images=args.images, threads=args.threads
     )
     for backbone in backbones:
+        if args.floor:
+            start = time.perf_counter()
+            row = floor(backbone, args.images, args.threads, args.warmup)
+            results.setdefault("floors", {})[backbone] = row
+            print(
+                f"{backbone} floor: "
+                + ", ".join(f"{r:.2f}x" for r in row["prefix_ratio"])
+                + f" of {row['full_ms']:.3f} ms  [{time.perf_counter() - start:.0f} s]",
+                flush=True,
+            )
+            out.mkdir(parents=True, exist_ok=True)
+            common.write_json(path, results)
+            (out / "REPORT.md").write_text(report(results))
         for design in designs:
             start = time.perf_counter()
             row = run_row(backbone, design, args.images, args.threads, args.warmup)

@@ -172,10 +172,17 @@ def test_exit_latency_smoke(tmp_path):
 
     out = tmp_path / "exit-latency"
     backbone = "cifar_resnet18_w8@32"
-    argv = ["--backbones", backbone, "--designs", "paper"]
+    argv = ["--backbones", backbone, "--designs", "paper", "--floor"]
     argv += ["--images", "5", "--warmup", "1", "--out", str(out)]
     assert exit_latency.main(argv) == 0
     results = json.loads((out / "results.json").read_text())
+    # The floor: the backbone alone cut at the same taps, each prefix cheaper
+    # in MACs than the whole backbone and timed.
+    floor = results["floors"][backbone]
+    assert len(floor["taps"]) == len(floor["prefix_ms"]) == 3
+    assert floor["prefix_macs"] == sorted(floor["prefix_macs"])
+    assert 0 < floor["prefix_macs"][-1] < floor["full_macs"]
+    assert floor["full_ms"] > 0 and all(t > 0 for t in floor["prefix_ms"])
     rows = results["rows"]
     assert sorted(rows) == [f"{backbone}/paper"]
     paper = rows[f"{backbone}/paper"]
@@ -196,6 +203,7 @@ def test_exit_latency_smoke(tmp_path):
     assert all(d < p for d, p in zip(default["head_macs"], paper["head_macs"]))
     report = (out / "REPORT.md").read_text()
     assert f"| {backbone} | paper |" in report
+    assert "## Backbone floor" in report and floor["taps"] == paper["exits"]
     # `first_cut`: exit 0 moves to the end of the first block, the rest stay.
     first = exit_latency.describe(
         exit_latency.build(backbone, "linear_first_cut"), backbone, "linear_first_cut"
