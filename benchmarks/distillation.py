@@ -60,6 +60,7 @@ BASE = {
     "beta": 1.0,
     "distill_warmup": 0.0,
     "gradient_equilibrium": False,
+    "exit_weights": None,
     # The loss ablations were measured on the paper's exits.
     "head": "scan",
     "attention": "scan",
@@ -111,12 +112,22 @@ VARIANTS = {
     # How the exits' gradients enter the shared trunk: IMTA's gradient
     # equilibrium (each section gets the mean of the losses reaching it, not
     # the sum), with and without the teacher.
-    "ge": {"gradient_equilibrium": True},
-    "ds_ge": {"distillation": False, "gradient_equilibrium": True},
+    "ge": {"gradient_equilibrium": True, "exit_weights": None},
+    "ds_ge": {
+        "distillation": False,
+        "gradient_equilibrium": True,
+        "exit_weights": None,
+    },
     # Per-exit loss weights (exits 0-2, final last): rising with depth, and
     # the final exit counted twice.
-    "exit_w_depth": {"exit_weights": [0.25, 0.5, 0.75, 1.0]},
-    "exit_w_final2": {"exit_weights": [1.0, 1.0, 1.0, 2.0]},
+    "exit_w_depth": {
+        "gradient_equilibrium": False,
+        "exit_weights": [0.25, 0.5, 0.75, 1.0],
+    },
+    "exit_w_final2": {
+        "gradient_equilibrium": False,
+        "exit_weights": [1.0, 1.0, 1.0, 2.0],
+    },
     # Depth-rising weights on top of gradient equilibrium, with and without
     # the teacher.
     "ge_exit_w_depth": {
@@ -209,6 +220,7 @@ def _same_settings(stored, config):
     stored = dict(stored)
     # Rows from before gradient equilibrium existed were trained without it.
     stored.setdefault("gradient_equilibrium", False)
+    stored.setdefault("exit_weights", None)  # and before exit weights: equal
     if isinstance(stored.get("attention"), bool):
         stored["attention"] = "scan" if stored["attention"] else "none"
     if stored.get("distillation") is False or stored.get("no_exits"):
@@ -223,6 +235,7 @@ def cli_command(config):
     parts = ["keras-scan train"]
     config = dict(config)
     config.setdefault("gradient_equilibrium", False)  # rows from before it
+    config.setdefault("exit_weights", None)
     if isinstance(config.get("attention"), bool):  # rows from before kinds
         config["attention"] = "scan" if config["attention"] else "none"
     base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
@@ -250,6 +263,8 @@ def cli_command(config):
             continue
         if isinstance(value, list):
             value = ",".join(str(v) for v in value)
+        if key == "exit_weights" and value is None:
+            value = "equal"
         parts.append(f"{flag} {value}")
     if config["recipe"] != "default":
         parts.insert(1, f"--recipe {config['recipe']}")

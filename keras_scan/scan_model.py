@@ -106,10 +106,12 @@ class ScanModel(keras.Model):
             or `"add"` (`CE_i + alpha KD_i`: the labels keep their full
             weight, as in deep supervision, and the teacher adds to them).
             Defaults to `"add"`.
-        exit_weights: `None` (every exit's loss counts once) or one number
-            >= 0 per exit, the final exit last: each exit's loss (its
-            cross-entropy, distillation and feature terms) is multiplied by
-            its weight in the total. Defaults to `None`.
+        exit_weights: `None` or `"equal"` (every exit's loss counts once,
+            the paper), `"depth"` (exit k of K weighs (k + 1) / K: 0.25, 0.5,
+            0.75, 1 for four exits) or one number >= 0 per exit, the final
+            exit last: each exit's loss (its cross-entropy, distillation and
+            feature terms) is multiplied by its weight in the total.
+            Defaults to `None`.
         **kwargs: passed to `keras.Model`.
 
     Example:
@@ -516,8 +518,10 @@ def resolve_attention(attention):
 
 def _check_exit_weights(exit_weights, num_exits):
     """`exit_weights` as a list of `num_exits` floats >= 0, or `None`."""
-    if exit_weights is None:
+    if exit_weights is None or exit_weights == "equal":
         return None
+    if exit_weights == "depth":
+        return [(k + 1) / num_exits for k in range(num_exits)]
     values = list(exit_weights) if isinstance(exit_weights, (list, tuple)) else None
     if (
         values is None
@@ -526,8 +530,8 @@ def _check_exit_weights(exit_weights, num_exits):
         or not any(v > 0 for v in values)
     ):
         raise ValueError(
-            f"`exit_weights` must be None or {num_exits} numbers >= 0, one per exit "
-            "in order, the final exit last (not all 0). "
+            f"`exit_weights` must be None, 'equal', 'depth' or {num_exits} numbers "
+            ">= 0, one per exit in order, the final exit last (not all 0). "
             f"Received: exit_weights={exit_weights!r}"
         )
     return [float(v) for v in values]

@@ -101,7 +101,11 @@ def test_loss_terms_and_ablations():
     y = np.arange(8) % 10
     # The paper's term (T^2-scaled KL) first; the other kinds below.
     model = keras_scan.build(
-        small_backbone(), num_classes=10, kd_loss="kl_t2", kd_mix="convex"
+        small_backbone(),
+        num_classes=10,
+        kd_loss="kl_t2",
+        kd_mix="convex",
+        exit_weights="equal",
     )
     pred = model(x, training=False)
 
@@ -227,11 +231,21 @@ def test_exit_weights_multiply_each_exits_loss():
     keras.utils.set_random_seed(2)
     x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 10
-    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    model = keras_scan.build(
+        small_backbone(width=8), num_classes=10, exit_weights="equal"
+    )
+    assert model.exit_weights is None
     pred = model(x, training=False)
     plain = float(model.compute_loss(x, y, pred, training=False))
     parts = {n: float(model._loss_trackers[n].result()) for n in model.exit_names}
     assert plain == pytest.approx(sum(parts.values()), rel=1e-5)
+    # build()'s default: exit k of K weighs (k + 1) / K.
+    depth = keras_scan.build(small_backbone(width=8), num_classes=10)
+    assert depth.exit_weights == [0.25, 0.5, 0.75, 1.0]
+    depth.set_weights(model.get_weights())
+    loss = float(depth.compute_loss(x, y, pred, training=False))
+    expected = sum(w * parts[n] for w, n in zip(depth.exit_weights, model.exit_names))
+    assert loss == pytest.approx(expected, rel=1e-5)
     weights = [0.0, 0.5, 2.0, 3.0]
     weighted = keras_scan.build(
         small_backbone(width=8), num_classes=10, exit_weights=weights
@@ -380,6 +394,7 @@ def test_trained_model_save_load_identical(trained, fm_small):
         ({"num_classes": 10, "exit_weights": [1, 1]}, r"4 numbers >= 0"),
         ({"num_classes": 10, "exit_weights": [1, 1, -1, 1]}, "exit_weights="),
         ({"num_classes": 10, "exit_weights": [0, 0, 0, 0]}, "not all 0"),
+        ({"num_classes": 10, "exit_weights": "deep"}, "'equal', 'depth' or 4"),
         ({"num_classes": 10, "exits": ["missing"]}, "missing"),
         ({"num_classes": 10, "exits": ["stage2_block1_1_conv"]}, "cut point"),
     ],

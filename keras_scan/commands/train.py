@@ -144,8 +144,9 @@ def add_parser(subparsers):
     )
     g.add_argument(
         "--exit-weights",
-        metavar="W,W,...",
-        help="one loss weight per exit, the final exit last (default: 1 each)",
+        metavar="W,W,...|depth|equal",
+        help="one loss weight per exit, the final exit last; 'depth': exit k of "
+        "K weighs (k+1)/K (default); 'equal': 1 each (the paper)",
     )
     g.add_argument(
         "--gradient-equilibrium",

@@ -61,7 +61,7 @@ class TrainingConfig:
     teacher: str = "final"
     distill_warmup: float = 0.5
     exits: int | list[str] | None = None
-    exit_weights: list[float] | None = None
+    exit_weights: str | list[float] | None = "depth"
     no_exits: bool = False
     # Data.
     dataset: str = "fashion_mnist"
@@ -423,15 +423,20 @@ def _check_milestones(milestones):
 
 
 def _check_exit_weights(weights):
-    """`exit_weights` as a list of floats >= 0 (a string: comma-separated)."""
-    if weights is None or weights in ("", "none", "None"):
+    """`exit_weights` as `"depth"`, `None` (equal) or a list of floats >= 0
+    (a string: comma-separated)."""
+    if weights is None or weights in ("", "none", "None", "equal"):
         return None
+    if weights == "depth":
+        return weights
     if isinstance(weights, str):
         parts = [p.strip() for p in weights.split(",")]
         try:
             weights = [float(p) for p in parts]
         except ValueError:
-            _fail("exit_weights", "comma-separated numbers >= 0", weights)
+            _fail(
+                "exit_weights", "'equal', 'depth' or comma-separated numbers >= 0", weights
+            )
     if (
         not isinstance(weights, (list, tuple))
         or not weights
@@ -440,8 +445,8 @@ def _check_exit_weights(weights):
     ):
         _fail(
             "exit_weights",
-            "None or a list of numbers >= 0 (one per exit, the final exit last; "
-            "not all 0)",
+            "'equal', 'depth' or a list of numbers >= 0 (one per exit, the final "
+            "exit last; not all 0)",
             weights,
         )
     return [float(w) for w in weights]
