@@ -287,8 +287,14 @@ def test_config_file_precedence_and_round_trip(tmp_path):
         ({"attention": "spatial"}, "`attention` must be one of scan, gate, none"),
         ({"head": "deep"}, "`head` must be one of scan, sepconv, lite, linear"),
         ({"kd_mix": "sum"}, "`kd_mix` must be one of convex, add"),
-        ({"exit_weights": "1,x"}, "`exit_weights` must be 'equal', 'depth' or comma-separated"),
-        ({"exit_weights": [1, -2]}, r"`exit_weights` must be 'equal', 'depth' or a list"),
+        (
+            {"exit_weights": "1,x"},
+            "`exit_weights` must be 'equal', 'depth' or comma-separated",
+        ),
+        (
+            {"exit_weights": [1, -2]},
+            r"`exit_weights` must be 'equal', 'depth' or a list",
+        ),
         ({"gradient_equilibrium": "yes"}, "`gradient_equilibrium` must be true"),
     ],
 )

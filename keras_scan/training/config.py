@@ -435,7 +435,9 @@ def _check_exit_weights(weights):
             weights = [float(p) for p in parts]
         except ValueError:
             _fail(
-                "exit_weights", "'equal', 'depth' or comma-separated numbers >= 0", weights
+                "exit_weights",
+                "'equal', 'depth' or comma-separated numbers >= 0",
+                weights,
             )
     if (
         not isinstance(weights, (list, tuple))
