@@ -202,6 +202,9 @@ def variant_config(budget, name, extra=None):
     return training.resolve_config(overrides)
 
 
+# Settings of several exits' losses: inert on the plain backbone.
+EXIT_SETTINGS = ("exit_weights", "gradient_equilibrium")
+
 # Settings of the distillation term alone: inert without it.
 KD_SETTINGS = (
     "alpha",
@@ -226,6 +229,9 @@ def _same_settings(stored, config):
     if stored.get("distillation") is False or stored.get("no_exits"):
         for key in KD_SETTINGS:  # no distillation term: they change nothing
             stored.pop(key, None)
+    if stored.get("no_exits"):
+        for key in EXIT_SETTINGS:  # one exit: nothing to weigh or share
+            stored.pop(key, None)
     return all(config.get(k) == v for k, v in stored.items())
 
 
@@ -243,7 +249,7 @@ def cli_command(config):
         KD_SETTINGS
         if config.get("distillation") is False or config.get("no_exits")
         else ()
-    )
+    ) + (EXIT_SETTINGS if config.get("no_exits") else ())
     for key, value in config.items():
         if key in ("data_dir", "distribute") or value == base.get(key):
             continue

@@ -46,9 +46,14 @@ VARIANTS = {
     "seed1": "--seed 1",
     # The same epoch in 4x the steps: is it the recipe or the step count?
     "batch32": "--batch-size 32",
-    # IMTA's gradient equilibrium: the exits' losses averaged, not summed, in
-    # the shared early blocks.
-    "ge": "--gradient-equilibrium",
+    # IMTA's gradient equilibrium (the exits' losses averaged, not summed, in
+    # the shared early blocks) with every exit's loss at weight 1: the default
+    # before depth-weighted exit losses.
+    "ge": "--gradient-equilibrium --exit-weights equal",
+    # The paper's loss weighting: neither (the default before both).
+    "no_ge": "--no-gradient-equilibrium --exit-weights equal",
+    # Exit losses weighted by depth (0.25/0.5/0.75/1), gradient equilibrium on.
+    "exit_w_depth": "--exit-weights depth",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
 
@@ -86,8 +91,12 @@ def report(results):
         "`default`: SCAN with the package's defaults; `plain`: the backbone "
         "alone, same command with `--no-exits`; `seed1`: the default with "
         "`--seed 1` (how far one short run moves); `batch32`: the same epoch "
-        "in 4x the steps; `ge`: with `--gradient-equilibrium`. Target: every "
-        "exit >= 50%.",
+        "in 4x the steps; `ge`: gradient equilibrium with equal exit weights; "
+        "`no_ge`: neither (the paper's sum of equally weighted losses); "
+        "`exit_w_depth`: gradient equilibrium and exit losses weighted "
+        "0.25/0.5/0.75/1. "
+        "Commands are as run: the flags a row's defaults meant are in its "
+        "`variant`. Target: every exit >= 50%.",
         "",
         "| case | variant | exits | min | command |",
         "|---|---|---|---|---|",

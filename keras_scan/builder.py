@@ -18,7 +18,7 @@ def build(
     kd_loss="kl_t2",
     teacher="final",
     kd_mix="add",
-    exit_weights="depth",
+    exit_weights=None,
     name=None,
 ):
     """Turns a functional Keras backbone into a SCAN multi-exit model.
@@ -52,12 +52,10 @@ def build(
             exits teaches every exit). Defaults to `"final"`.
         kd_mix: str. `"convex"` (`(1 - alpha) CE + alpha KD`, the paper) or
             `"add"` (`CE + alpha KD`). Defaults to `"add"`.
-        exit_weights: `"depth"` (exit k of K weighs (k + 1) / K), `"equal"`
-            or `None` (all 1, the paper) or one weight >= 0 per exit, the
-            final exit last, multiplying each exit's loss. Defaults to
-            `"depth"`: measured on the CPU profile (README, "Self-distillation:
-            measured"), it lifts the deep exits and the final one above the
-            plain backbone.
+        exit_weights: `None` or `"equal"` (all 1, the paper), `"depth"` (exit
+            k of K weighs (k + 1) / K) or one weight >= 0 per exit, the final
+            exit last, multiplying each exit's loss. Defaults to `None`
+            (README, "Self-distillation: measured", weighs the two).
         name: str. Model name. Defaults to `"scan_<backbone name>"`.
 
     Returns:

@@ -239,8 +239,13 @@ def test_exit_weights_multiply_each_exits_loss():
     plain = float(model.compute_loss(x, y, pred, training=False))
     parts = {n: float(model._loss_trackers[n].result()) for n in model.exit_names}
     assert plain == pytest.approx(sum(parts.values()), rel=1e-5)
-    # build()'s default: exit k of K weighs (k + 1) / K.
-    depth = keras_scan.build(small_backbone(width=8), num_classes=10)
+    assert (
+        keras_scan.build(small_backbone(width=8), num_classes=10).exit_weights is None
+    )
+    # "depth": exit k of K weighs (k + 1) / K.
+    depth = keras_scan.build(
+        small_backbone(width=8), num_classes=10, exit_weights="depth"
+    )
     assert depth.exit_weights == [0.25, 0.5, 0.75, 1.0]
     depth.set_weights(model.get_weights())
     loss = float(depth.compute_loss(x, y, pred, training=False))

@@ -146,7 +146,7 @@ def add_parser(subparsers):
         "--exit-weights",
         metavar="W,W,...|depth|equal",
         help="one loss weight per exit, the final exit last; 'depth': exit k of "
-        "K weighs (k+1)/K (default); 'equal': 1 each (the paper)",
+        "K weighs (k+1)/K; 'equal': 1 each (default, the paper)",
     )
     g.add_argument(
         "--gradient-equilibrium",

@@ -61,7 +61,7 @@ class TrainingConfig:
     teacher: str = "final"
     distill_warmup: float = 0.5
     exits: int | list[str] | None = None
-    exit_weights: str | list[float] | None = "depth"
+    exit_weights: str | list[float] | None = None
     no_exits: bool = False
     # Data.
     dataset: str = "fashion_mnist"
