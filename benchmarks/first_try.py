@@ -105,9 +105,10 @@ def report(results):
         r = results["runs"][key]
         acc = [100 * a for a in r["exits"].values()]
         exits = " / ".join(f"{a:.2f}" for a in acc)
+        note = f" ({r['note']})" if r.get("note") else ""
         lines.append(
             f"| {r['case']} | {r['variant']} | {exits} | {min(acc):.2f} | "
-            f"`{r['command']}` |"
+            f"`{r['command']}`{note} |"
         )
     env = results["environment"]
     lines += [
