@@ -258,6 +258,13 @@ def run_row(backbone_name, design, n, threads, warmup, seed=0):
     return row
 
 
+def _cells(names, channels, latency_ratios, mac_ratios):
+    """A table row's "taps (channels)" and "latency / MACs" cells."""
+    taps = ", ".join(f"{n} ({c})" for n, c in zip(names, channels))
+    each = ", ".join(f"{a:.2f}/{m:.2f}" for a, m in zip(latency_ratios, mac_ratios))
+    return taps, each
+
+
 def report(results):
     lines = [
         "# Exit cost on LiteRT int8 (batch 1, random weights)",
@@ -275,14 +282,11 @@ def report(results):
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in results["rows"].values():
-        taps = ", ".join(
-            f"{n} ({c})" for n, c in zip(row["exits"], row["tap_channels"])
-        )
-        each = ", ".join(
-            f"{lat:.2f}/{mac:.2f}"
-            for lat, mac in zip(
-                row["up_to_exit_ratio"][:-1], row["up_to_exit_mac_ratio"]
-            )
+        taps, each = _cells(
+            row["exits"],
+            row["tap_channels"],
+            row["up_to_exit_ratio"][:-1],
+            row["up_to_exit_mac_ratio"],
         )
         heads = ", ".join(f"{m / 1e6:.1f}" for m in row["head_macs"])
         lines.append(
@@ -306,12 +310,11 @@ def report(results):
             "|---|---|---|---|",
         ]
         for row in results["floors"].values():
-            taps = ", ".join(
-                f"{n} ({c})" for n, c in zip(row["taps"], row["tap_channels"])
-            )
-            each = ", ".join(
-                f"{lat:.2f}/{mac:.2f}"
-                for lat, mac in zip(row["prefix_ratio"], row["prefix_mac_ratio"])
+            taps, each = _cells(
+                row["taps"],
+                row["tap_channels"],
+                row["prefix_ratio"],
+                row["prefix_mac_ratio"],
             )
             lines.append(
                 f"| {row['backbone']} | {row['full_ms']:.2f} | {taps} | {each} |"

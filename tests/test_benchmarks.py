@@ -515,5 +515,7 @@ def test_first_try_refuses_unknown_names_and_reports_every_exit(tmp_path, capsys
         "runs": {"c/default": dict(row, case="c", variant="default")},
         "environment": {"cpu": "x86", "cpu_count": 2},
     }
+    results["runs"]["c/old"] = dict(row, case="c", variant="old", note="then")
     table = first_try.report(results)
     assert "| c | default | 53.50 / 37.57 | 37.57 | `keras-scan train` |" in table
+    assert "| c | old | 53.50 / 37.57 | 37.57 | `keras-scan train` (then) |" in table
