@@ -12,9 +12,20 @@ import numpy as np
 SCALE_RTOL = 1e-5
 
 
-def _round_half_away(x):
-    """Rounds like LiteRT's quantize kernel (std::round: halves away from zero)."""
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+def _quantize(x, scale, zero_point, low, high, dtype):
+    """round(x / scale) + zero_point, clipped, as `dtype`, rounding like
+    LiteRT's quantize kernel (std::round: halves away from zero).
+
+    In place on one float64 copy (the per-image hot path: a 224x224x3 image
+    in about a quarter of the time of the expression with temporaries).
+    """
+    y = np.array(x, np.float64)
+    y /= scale
+    y += np.copysign(0.5, y)  # trunc(y + 0.5 sign(y)): halves away from zero
+    np.trunc(y, out=y)
+    y += zero_point
+    np.clip(y, low, high, out=y)
+    return y.astype(dtype)
 
 
 def is_quantized(tensor):
@@ -38,9 +49,14 @@ def quantize(x, tensor):
     if not is_quantized(tensor):
         return np.asarray(x, dtype=dtype)
     info = np.iinfo(dtype)
-    q = _round_half_away(np.asarray(x, np.float64) / float(tensor["scale"]))
-    q = q + int(tensor["zero_point"])
-    return np.clip(q, info.min, info.max).astype(dtype)
+    return _quantize(
+        x,
+        float(tensor["scale"]),
+        int(tensor["zero_point"]),
+        info.min,
+        info.max,
+        dtype,
+    )
 
 
 def dequantize(q, tensor):
@@ -107,8 +123,9 @@ class Codec:
     def quantize(self, x):
         if not self.quantized:
             return np.asarray(x, dtype=self.dtype)
-        q = _round_half_away(np.asarray(x, np.float64) / self.scale) + self.zero_point
-        return np.clip(q, self.low, self.high).astype(self.dtype)
+        return _quantize(
+            x, self.scale, self.zero_point, self.low, self.high, self.dtype
+        )
 
     def dequantize(self, q):
         if not self.quantized:
