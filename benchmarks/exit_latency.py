@@ -356,6 +356,8 @@ def main(argv=None):
         unknown = [n for n in name if n not in known]
         if unknown:
             parser.error(f"{arg}: unknown {unknown}; choose from {sorted(known)}")
+    if not designs and not args.floor:
+        parser.error("--designs: empty; name a design or pass --floor")
     for value, arg in ((args.images, "--images"), (args.threads, "--threads")):
         if value < 1:
             parser.error(f"{arg} must be >= 1. Received: {value}")

@@ -47,8 +47,8 @@ VARIANTS = {
     # The same epoch in 4x the steps: is it the recipe or the step count?
     "batch32": "--batch-size 32",
     # IMTA's gradient equilibrium (the exits' losses averaged, not summed, in
-    # the shared early blocks) with every exit's loss at weight 1: the default
-    # before depth-weighted exit losses.
+    # the shared early blocks) with every exit's loss at weight 1: today's
+    # default, spelled out so the row keeps its meaning.
     "ge": "--gradient-equilibrium --exit-weights equal",
     # The paper's loss weighting: neither (the default before both).
     "no_ge": "--no-gradient-equilibrium --exit-weights equal",

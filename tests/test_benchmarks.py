@@ -212,6 +212,9 @@ def test_exit_latency_smoke(tmp_path):
     assert first["up_to_exit_mac_ratio"][0] < default["up_to_exit_mac_ratio"][0]
     with pytest.raises(SystemExit):
         exit_latency.main(["--designs", "nope", "--out", str(out)])
+    with pytest.raises(SystemExit):  # nothing to measure
+        exit_latency.main(["--designs", "", "--out", str(tmp_path / "none")])
+    assert not (tmp_path / "none").exists()
 
 
 @pytest.mark.slow

@@ -335,6 +335,17 @@ def test_registry_builds_applications_with_preprocessing_inside():
         registry.build_backbone("mobilenet_v2", 32, channels=1)
 
 
+def test_exit_weights_by_name_reach_the_model():
+    """The config keeps "depth" (the model knows how many exits it has)."""
+    assert training.resolve_config({})["exit_weights"] is None
+    assert training.resolve_config({"exit_weights": "equal"})["exit_weights"] is None
+    config = training.resolve_config({"width": 8, "exit_weights": "depth"})
+    assert config["exit_weights"] == "depth"
+    assert training.make_model(config, 10).exit_weights == [0.25, 0.5, 0.75, 1.0]
+    config = training.resolve_config({"width": 8, "exit_weights": "1,0,2,1"})
+    assert training.make_model(config, 10).exit_weights == [1.0, 0.0, 2.0, 1.0]
+
+
 def test_more_exits_than_cut_points_is_refused():
     config = training.resolve_config({"backbone": "mobilenet_v2", "exits": 500})
     with pytest.raises(ValueError, match="Cannot hang exits.*image_size=32"):

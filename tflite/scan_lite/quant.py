@@ -12,22 +12,6 @@ import numpy as np
 SCALE_RTOL = 1e-5
 
 
-def _quantize(x, scale, zero_point, low, high, dtype):
-    """round(x / scale) + zero_point, clipped, as `dtype`, rounding like
-    LiteRT's quantize kernel (std::round: halves away from zero).
-
-    In place on one float64 copy (the per-image hot path: a 224x224x3 image
-    in about a quarter of the time of the expression with temporaries).
-    """
-    y = np.array(x, np.float64)
-    y /= scale
-    y += np.copysign(0.5, y)  # trunc(y + 0.5 sign(y)): halves away from zero
-    np.trunc(y, out=y)
-    y += zero_point
-    np.clip(y, low, high, out=y)
-    return y.astype(dtype)
-
-
 def is_quantized(tensor):
     """True when `tensor` holds integers with a scale (not a float tensor)."""
     return float(tensor["scale"]) > 0 and np.issubdtype(
@@ -45,18 +29,7 @@ def quantize(x, tensor):
     Returns:
         numpy array of `tensor["dtype"]`.
     """
-    dtype = np.dtype(tensor["dtype"])
-    if not is_quantized(tensor):
-        return np.asarray(x, dtype=dtype)
-    info = np.iinfo(dtype)
-    return _quantize(
-        x,
-        float(tensor["scale"]),
-        int(tensor["zero_point"]),
-        info.min,
-        info.max,
-        dtype,
-    )
+    return Codec(tensor).quantize(x)
 
 
 def dequantize(q, tensor):
@@ -121,11 +94,21 @@ class Codec:
             self.low, self.high = info.min, info.max
 
     def quantize(self, x):
+        """round(x / scale) + zero_point, clipped, rounding like LiteRT's
+        quantize kernel (std::round: halves away from zero).
+
+        In place on one float64 copy: a 224x224x3 image in about a quarter of
+        the time of the same expression with temporaries.
+        """
         if not self.quantized:
             return np.asarray(x, dtype=self.dtype)
-        return _quantize(
-            x, self.scale, self.zero_point, self.low, self.high, self.dtype
-        )
+        y = np.array(x, np.float64)
+        y /= self.scale
+        y += np.copysign(0.5, y)  # then trunc: halves away from zero
+        np.trunc(y, out=y)
+        y += self.zero_point
+        np.clip(y, self.low, self.high, out=y)
+        return y.astype(self.dtype)
 
     def dequantize(self, q):
         if not self.quantized:

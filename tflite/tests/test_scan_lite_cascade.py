@@ -290,3 +290,16 @@ def test_requantization_between_stages_with_differing_scales(
     )
     assert unconverted.requantized_links == []
     assert np.any(error(unconverted)[1:] > plain[1:] + 0.2), (error(unconverted), plain)
+
+
+def test_quantize_rounds_halves_away_from_zero_and_clips():
+    """LiteRT's quantize kernel rounds with std::round; the input is not changed."""
+    t = {"dtype": "int8", "scale": 0.5, "zero_point": 3}
+    real = np.array([-1.25, -0.75, -0.25, 0.25, 0.75, 1.25, 100.0, -100.0], np.float32)
+    before = real.copy()
+    # real / scale: -2.5, -1.5, -0.5, 0.5, 1.5, 2.5 -> -3, -2, -1, 1, 2, 3 (+ 3)
+    expected = [0, 1, 2, 4, 5, 6, 127, -128]
+    assert quant.quantize(real, t).tolist() == expected
+    assert quant.Codec(t).quantize(real).tolist() == expected
+    assert quant.quantize(real, t).dtype == np.int8
+    np.testing.assert_array_equal(real, before)
