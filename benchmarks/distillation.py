@@ -82,6 +82,12 @@ FOLLOW_DEFAULTS = (
     "exit_w_final2",
     "ge_exit_w_depth",
     "ds_ge_exit_w_depth",
+    "plain_s1",
+    "ge_s1",
+    "ds_ge_s1",
+    "plain_s2",
+    "ge_s2",
+    "ds_ge_s2",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -138,6 +144,25 @@ VARIANTS = {
         "distillation": False,
         "gradient_equilibrium": True,
         "exit_weights": [0.25, 0.5, 0.75, 1.0],
+    },
+    # Seeds 1 and 2 (initialisation and batch order; same data split) of the
+    # plain backbone, today's defaults and deep supervision with them: the
+    # targets judged on a three-seed mean, not on one data order.
+    **{
+        f"{name}_s{seed}": dict(settings, seed=seed)
+        for seed in (1, 2)
+        for name, settings in (
+            ("plain", {"no_exits": True}),
+            ("ge", {"gradient_equilibrium": True, "exit_weights": None}),
+            (
+                "ds_ge",
+                {
+                    "distillation": False,
+                    "gradient_equilibrium": True,
+                    "exit_weights": None,
+                },
+            ),
+        )
     },
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},

@@ -365,6 +365,54 @@ def test_failure_mid_export_leaves_nothing(tiny_model, tmp_path, monkeypatch):
     assert [p.name for p in old.iterdir()] == ["keep.txt"]
 
 
+def test_accuracy_drops_name_the_variant_exit_and_points():
+    evaluation = export_lib.evaluation
+    manifest = {
+        "model": {"exit_names": ["exit_0", "exit_1", "final"]},
+        "variants": {
+            "int8": {
+                "evaluation": {
+                    "num_samples": 1000,
+                    "exits": [
+                        {"accuracy": 0.650, "keras_accuracy": 0.775},
+                        {"accuracy": 0.780, "keras_accuracy": 0.800},  # 2.0: kept
+                        {"accuracy": 0.830, "keras_accuracy": 0.819},
+                    ],
+                }
+            },
+            "float32": {"evaluation": None},
+        },
+    }
+    (message,) = evaluation.accuracy_drops(manifest)
+    assert message.startswith("int8 exit_0 answers 65.00% of 1000 test images, ")
+    assert "12.50 points below the Keras model on the same images (77.50%)" in message
+    assert "`dynamic` variant" in message
+    assert len(evaluation.accuracy_drops(manifest, points=1.0)) == 2
+    manifest["variants"]["int8"]["evaluation"] = None
+    assert evaluation.accuracy_drops(manifest) == []
+
+
+@pytest.mark.slow
+def test_export_warns_about_an_exit_below_keras(tiny_model, tmp_path, monkeypatch):
+    # Every exit "drops" once the bar is below zero: the real evaluation,
+    # wired to a warning that names the variant and the exit.
+    monkeypatch.setattr(export_lib.evaluation, "DROP_WARNING_POINTS", -1.0)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (6, 32, 32, 3)).astype("float32")
+    with pytest.warns(UserWarning) as caught:
+        keras_scan.export(
+            tiny_model,
+            tmp_path / "exp",
+            thresholds=[0.9],
+            quantize="float32",
+            test_data=(x, rng.integers(0, 10, 6)),
+        )
+    messages = [str(w.message) for w in caught]
+    assert any(m.startswith("float32 exit_0 answers ") for m in messages)
+    assert any(m.startswith("float32 final answers ") for m in messages)
+    assert not any("`dynamic` variant" in m for m in messages)
+
+
 def test_existing_folder_needs_overwrite(tiny_model, tiny_run, tmp_path, capsys):
     out = tmp_path / "exp"
     out.mkdir()

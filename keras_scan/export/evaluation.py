@@ -5,6 +5,49 @@ import numpy as np
 from keras_scan.exit_rule import softmax
 from keras_scan.export import manifest as manifest_lib
 
+# An exported exit this many points below the Keras model on the same test
+# images is reported (paired on the same images: not sampling noise).
+DROP_WARNING_POINTS = 2.0
+
+
+def accuracy_drops(manifest, points=None):
+    """Warnings for exported exits more than `points` below Keras on test.
+
+    Args:
+        manifest: an export's manifest with `evaluation` in its variants.
+        points: float. Accuracy points below the Keras model that are
+            reported. Defaults to `DROP_WARNING_POINTS`.
+
+    Returns:
+        list of str, one per exit and variant (empty without an evaluation).
+    """
+    points = DROP_WARNING_POINTS if points is None else float(points)
+    messages = []
+    names = manifest["model"]["exit_names"]
+    for mode, variant in manifest["variants"].items():
+        ev = variant.get("evaluation")
+        if not ev:
+            continue
+        for name, e in zip(names, ev["exits"]):
+            # Rounded: accuracies are counts over the same images.
+            drop = round(100 * (e["keras_accuracy"] - e["accuracy"]), 6)
+            if drop <= points:
+                continue
+            advice = (
+                " Full-integer quantization does not fit this exit: compare "
+                "the `dynamic` variant (int8 weights, float activations), "
+                "e.g. `--quantize int8 dynamic`."
+                if mode == "int8"
+                else ""
+            )
+            messages.append(
+                f"{mode} {name} answers {100 * e['accuracy']:.2f}% of "
+                f"{ev['num_samples']} test images, {drop:.2f} points below the "
+                f"Keras model on the same images ({100 * e['keras_accuracy']:.2f}%)."
+                + advice
+            )
+    return messages
+
 
 def keras_probabilities(model, x):
     """Per exit, Keras' softmax probabilities of `x` (float64: the reference)."""

@@ -8,6 +8,7 @@ import json
 import pathlib
 import tempfile
 import time
+import warnings
 
 from keras_scan import progress as progress_lib
 from keras_scan.export import arguments, evaluation, litert
@@ -55,7 +56,8 @@ def export(
         test_data: `(x, y)` arrays or a `tf.data.Dataset` of `(image, label)`.
             When given, every exported model is run on it (batch 1) and its
             accuracy, argmax agreement with Keras and largest probability
-            difference go into the manifest. Defaults to `None`.
+            difference go into the manifest; an exit more than 2 points
+            below Keras on those images is warned about. Defaults to `None`.
         overwrite: bool. Replace an existing `out_dir`. Defaults to `False`.
         uint8_input: bool. int8 models take and return uint8 tensors (image,
             features and probabilities) instead of int8. Defaults to `False`.
@@ -151,6 +153,8 @@ def export(
             verbose=verbose,
             progress=progress,
         )
+    for message in evaluation.accuracy_drops(manifest):
+        warnings.warn(message, UserWarning, stacklevel=2)
     return manifest
 
 
