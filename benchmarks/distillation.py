@@ -27,6 +27,8 @@ import time
 if __package__ in (None, ""):
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent))
 
+import numpy as np  # noqa: E402
+
 from benchmarks import common  # noqa: E402
 
 BUDGETS = {
@@ -227,8 +229,8 @@ def variant_config(budget, name, extra=None):
     return training.resolve_config(overrides)
 
 
-# Settings of several exits' losses: inert on the plain backbone.
-EXIT_SETTINGS = ("exit_weights", "gradient_equilibrium")
+# Settings of the exits and their losses: inert on the plain backbone.
+EXIT_SETTINGS = ("exit_weights", "gradient_equilibrium", "head", "attention", "exits")
 
 # Settings of the distillation term alone: inert without it.
 KD_SETTINGS = (
@@ -391,6 +393,7 @@ def report(results):
             f"| {name} | {' | '.join(cells)} | {_fmt(r.get('ensemble'))} | {delta} | "
             f"{r['train_seconds']:.0f} | {settings} |"
         )
+    lines += seed_means(rows)
     lines += [
         "",
         "Rows named `*_paper` use `--recipe paper` (step schedule, no warm-up, no "
@@ -413,6 +416,52 @@ def report(results):
         "",
     ]
     return "\n".join(lines)
+
+
+def seed_means(rows):
+    """Report lines: per exit, the mean over rows whose settings differ only
+    in the seed (two seeds at least), and the final exit's spread."""
+    groups = {}
+    for name, r in rows.items():
+        key = cli_command(dict(r["config"], seed=0))
+        group = groups.setdefault(key, [])
+        # One row per seed (a row kept under two names counts once).
+        if r["config"]["seed"] not in [g["config"]["seed"] for _, g in group]:
+            group.append((name, r))
+    groups = {k: g for k, g in groups.items() if len(g) > 1}
+    if not groups:
+        return []
+    means = {
+        k: [float(np.mean(col)) for col in zip(*[r["exits"] for _, r in g])]
+        for k, g in groups.items()
+    }
+    plain = next((means[k] for k, g in groups.items() if "plain" in dict(g)), None)
+    lines = [
+        "",
+        "## Means over seeds",
+        "",
+        "Rows whose settings differ only in the seed (initialisation and batch "
+        "order; the same data split): mean test accuracy (%) per exit; `final` "
+        "spread = lowest..highest seed.",
+        "",
+        "| rows | seeds | exit 0 | exit 1 | exit 2 | final | final spread | "
+        "vs plain mean (final) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for key, g in groups.items():
+        m = means[key]
+        finals = [r["exits"][-1] for _, r in g]
+        cells = ["", "", ""] + [_fmt(m[0])] if len(m) == 1 else [_fmt(a) for a in m]
+        delta = (
+            "" if plain is None or len(m) == 1 else f"{100 * (m[-1] - plain[-1]):+.2f}"
+        )
+        lines.append(
+            f"| {', '.join(n for n, _ in g)} | "
+            f"{', '.join(str(r['config']['seed']) for _, r in g)} | "
+            f"{' | '.join(cells)} | {_fmt(min(finals))}..{_fmt(max(finals))} | "
+            f"{delta} |"
+        )
+    return lines
 
 
 def _save(out, results, name=None):

@@ -160,6 +160,34 @@ def test_distillation_ablations_smoke(tmp_path, capsys):
         distillation.main(["--budget", "smoke", "--variants", "nope"])
 
 
+def test_distillation_seed_means_group_rows_that_differ_only_in_the_seed():
+    from benchmarks import distillation
+
+    def row(name, seed, exits):
+        config = distillation.variant_config("smoke", name)
+        return {"config": dict(config, seed=seed), "exits": exits}
+
+    rows = {
+        "plain": row("plain", 0, [0.80]),
+        "plain_s1": row("plain", 1, [0.82]),
+        "default": row("default", 0, [0.70, 0.80, 0.81, 0.82]),
+        "ge": row("default", 0, [0.70, 0.80, 0.81, 0.82]),  # the same run
+        "ge_s1": row("default", 1, [0.72, 0.82, 0.83, 0.84]),
+        "ds_default": row("ds_default", 0, [0.7, 0.8, 0.8, 0.8]),  # one seed
+    }
+    # The plain backbone ignores exit settings: rows with other heads group.
+    assert rows["plain"]["config"]["head"] == "scan"
+    rows["plain_s1"]["config"].update(head="lite", attention="gate")
+    lines = distillation.seed_means(rows)
+    table = [line for line in lines if line.startswith("| ")][1:]
+    assert table == [
+        "| plain, plain_s1 | 0, 1 |  |  |  | 81.00 | 80.00..82.00 |  |",
+        "| default, ge_s1 | 0, 1 | 71.00 | 81.00 | 82.00 | 83.00 | 82.00..84.00 "
+        "| +2.00 |",
+    ]
+    assert distillation.seed_means({"plain": rows["plain"]}) == []
+
+
 @pytest.mark.slow
 def test_exit_latency_smoke(tmp_path):
     """benchmarks/exit_latency.py: a row with ratios that hold; designs compared.
