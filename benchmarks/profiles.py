@@ -151,14 +151,15 @@ PROFILES = {
         batch_size=128,
     ),
     # A Keras Application end to end on the CPU (issue 15): MobileNetV2 from
-    # scratch on the same Fashion-MNIST subset resized to 64x64 (28 M MACs,
+    # scratch on the same Fashion-MNIST subset padded to 64x64 (28 M MACs,
     # about the CPU profile's CIFAR ResNet18 width 16), the default recipe.
     # `python benchmarks/run.py --profile cpu_mobilenet_v2 --sections
     # accuracy,scalable,litert`.
     "cpu_mobilenet_v2": _profile(
         description=(
             "2 CPU cores: Keras' MobileNetV2 from scratch on a Fashion-MNIST subset "
-            "resized to 64x64, a few epochs of the default recipe"
+            "padded to 64x64 (each 28x28 image centred on black), a few epochs of "
+            "the default recipe"
         ),
         backbone="mobilenet_v2",
         width=None,
