@@ -69,6 +69,23 @@ def test_default_taps_of_applications(name):
         assert backbone.get_layer(tap.name).output.shape[-1] == tap.channels
 
 
+@pytest.mark.parametrize("name", sorted(APPLICATIONS))
+def test_default_exit_heads_cost_a_small_fraction_of_the_backbone(name):
+    # The head-cost rule the default exits keep on every Application
+    # (measured over the registry at 64 and 128 pixels: 0.1-8.4% per head,
+    # MobileNet v1's first the largest): at most 10% of the backbone's MACs
+    # per head, and far below the paper's exits at the same taps.
+    ctor, shape, _ = APPLICATIONS[name]
+    backbone = ctor(weights=None, include_top=False, input_shape=shape)
+    info = keras_scan.build(backbone, num_classes=10).exit_info
+    full = info[-1]["standalone_macs"]
+    heads = [e["head_macs"] / full for e in info[:-1]]
+    assert all(0 < h <= 0.10 for h in heads), heads
+    paper = keras_scan.build(backbone, num_classes=10, head="scan", attention="scan")
+    paper_heads = [e["head_macs"] / full for e in paper.exit_info[:-1]]
+    assert all(5 * h < p for h, p in zip(heads, paper_heads)), (heads, paper_heads)
+
+
 def test_counter_names_are_never_taps_in_mobilenet_v3():
     # Build twice: the counter names differ, the default taps must not.
     a = keras.applications.MobileNetV3Small(
