@@ -36,7 +36,7 @@ def accuracy_drops(manifest, points=None):
             advice = (
                 " Full-integer quantization does not fit this exit: compare "
                 "the `dynamic` variant (int8 weights, float activations), "
-                "e.g. `--quantize int8 dynamic`."
+                "e.g. `--quantize int8 dynamic` (`quantize=['int8', 'dynamic']`)."
                 if mode == "int8"
                 else ""
             )
