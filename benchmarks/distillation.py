@@ -354,6 +354,11 @@ def _fmt(x):
     return "" if x is None else f"{100 * x:.2f}"
 
 
+def _exit_cells(exits):
+    """Four table cells (exits 0-2, final); a plain backbone fills only the last."""
+    return [""] * (4 - len(exits)) + [_fmt(a) for a in exits]
+
+
 def report(results):
     budget = results["budget"]
     lines = [
@@ -378,9 +383,7 @@ def report(results):
     )
     for name, r in rows.items():
         exits = r["exits"]
-        cells = [""] * (4 - len(exits)) + [_fmt(a) for a in exits]
-        if len(exits) == 1:
-            cells = ["", "", "", _fmt(exits[0])]
+        cells = _exit_cells(exits)
         delta = (
             ""
             if plain is None or name == "plain"
@@ -451,7 +454,7 @@ def seed_means(rows):
     for key, g in groups.items():
         m = means[key]
         finals = [r["exits"][-1] for _, r in g]
-        cells = ["", "", ""] + [_fmt(m[0])] if len(m) == 1 else [_fmt(a) for a in m]
+        cells = _exit_cells(m)
         delta = (
             "" if plain is None or len(m) == 1 else f"{100 * (m[-1] - plain[-1]):+.2f}"
         )
