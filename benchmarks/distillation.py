@@ -166,6 +166,16 @@ VARIANTS = {
             ),
         )
     },
+    # Crop + flip off, today's defaults and the plain backbone: what the
+    # augmentation gives (or costs) at each budget.
+    **{
+        f"{name}{suffix}": dict(settings, augment=False, **seed)
+        for suffix, seed in (("", {}), ("_s1", {"seed": 1}), ("_s2", {"seed": 2}))
+        for name, settings in (
+            ("no_augment", {}),
+            ("plain_no_augment", {"no_exits": True}),
+        )
+    },
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},

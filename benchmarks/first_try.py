@@ -1,14 +1,16 @@
 """A first try, as a new user makes it: a short run from scratch, every exit on test.
 
 One `keras-scan train` per (case, variant), each on the same data, seed and
-epochs; the variants differ by the flags listed below. The cases are the
-issue's: CIFAR ResNet18 (width 64) for one epoch on 3,000 Fashion-MNIST images,
-and Keras Applications from scratch for two epochs on 2,000 images (batch 64).
-Accuracies are read from each run's `eval.json` (the test split, `--limit`
-images); the runs' own folders are temporary.
+epochs; the variants differ by the flags listed below. The default cases are
+the issue's: CIFAR ResNet18 (width 64) for one epoch on 3,000 Fashion-MNIST
+images, and Keras Applications from scratch for two epochs on 2,000 images
+(batch 64); `--cases families` adds one backbone of every other registry
+family, trained the same way. Accuracies are read from each run's `eval.json`
+(the test split, `--limit` images); the runs' own folders are temporary.
 
-    python benchmarks/first_try.py                         # every case and variant
+    python benchmarks/first_try.py                         # the issue's cases, every variant
     python benchmarks/first_try.py --cases resnet50 --variants default
+    python benchmarks/first_try.py --cases families --variants default
 
 Writes `benchmarks/results/first-try/results.json` and `REPORT.md` (rows
 already there for other cases or variants are kept).
@@ -30,13 +32,30 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import common  # noqa: E402
 
-BASE = "--dataset fashion_mnist --image-size 32 --verbose 0"
-# name -> the flags of the first try
+BASE = "--dataset fashion_mnist --image-size {size} --verbose 0"
+APPLICATION = "--backbone {} --epochs 2 --limit 2000 --batch-size 64"
+# name -> the flags of the first try: the issue's three cases (the default)...
 CASES = {
     "cifar_resnet18": "--backbone cifar_resnet18 --epochs 1 --limit 3000",
-    "resnet50": "--backbone resnet50 --epochs 2 --limit 2000 --batch-size 64",
-    "mobilenet_v2": "--backbone mobilenet_v2 --epochs 2 --limit 2000 --batch-size 64",
+    "resnet50": APPLICATION.format("resnet50"),
+    "mobilenet_v2": APPLICATION.format("mobilenet_v2"),
 }
+DEFAULT_CASES = tuple(CASES)
+# ... and one backbone of every other family in the registry, the same two
+# epochs (`--cases families`): images fitted to the family's smallest size.
+FAMILIES = (
+    "mobilenet",
+    "mobilenet_v3_small",
+    "efficientnet_b0",
+    "efficientnet_v2_b0",
+    "densenet121",
+    "resnet50_v2",
+    "vgg16",
+    "xception",
+    "inception_v3",
+    "inception_resnet_v2",
+)
+CASES.update({name: APPLICATION.format(name) for name in FAMILIES})
 # name -> extra flags: SCAN with the defaults, and the plain backbone trained by
 # the same command (is the final exit held back by the exits, or by the budget?).
 VARIANTS = {
@@ -54,8 +73,20 @@ VARIANTS = {
     "no_ge": "--no-gradient-equilibrium --exit-weights equal",
     # Exit losses weighted by depth (0.25/0.5/0.75/1), gradient equilibrium on.
     "exit_w_depth": "--exit-weights depth",
+    # Crop + flip off: in one or two epochs, does augmentation cost more than
+    # it gives? (at both seeds)
+    "no_augment": "--no-augment",
+    "no_augment_s1": "--no-augment --seed 1",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
+
+
+def image_size(case):
+    """32 pixels, or the backbone's smallest input when that is larger."""
+    from keras_scan.backbones import registry
+
+    backbone = shlex.split(CASES[case])[1]
+    return max(32, registry.min_image_size(backbone))
 
 
 def run_case(case, variant, folder):
@@ -63,7 +94,7 @@ def run_case(case, variant, folder):
         str(pathlib.Path(sys.executable).parent / "keras-scan"),
         "train",
         *shlex.split(CASES[case]),
-        *shlex.split(BASE),
+        *shlex.split(BASE.format(size=image_size(case))),
         *shlex.split(VARIANTS[variant]),
         "--out",
         str(folder),
@@ -87,14 +118,18 @@ def report(results):
         "# A first try: every exit after a short run from scratch",
         "",
         "Test accuracy (%) of every exit, `keras-scan train` with the flags shown "
-        "(Fashion-MNIST fitted to 32x32x3, seed 0 unless the variant sets one). "
+        "(Fashion-MNIST fitted to 32x32x3, or to the backbone's smallest input "
+        "when larger; seed 0 unless the variant sets one). The issue's cases: "
+        "CIFAR ResNet18 for one epoch on 3,000 images, ResNet50 and "
+        "MobileNetV2 for two epochs on 2,000; every other case is one backbone "
+        "of another registry family, two epochs on 2,000 images. "
         "`default`: SCAN with the package's defaults; `plain`: the backbone "
         "alone, same command with `--no-exits`; `seed1`: the default with "
         "`--seed 1` (how far one short run moves); `batch32`: the same epoch "
         "in 4x the steps; `ge`: gradient equilibrium with equal exit weights; "
         "`no_ge`: neither (the paper's sum of equally weighted losses); "
         "`exit_w_depth`: gradient equilibrium and exit losses weighted "
-        "0.25/0.5/0.75/1. "
+        "0.25/0.5/0.75/1; `no_augment(_s1)`: crop + flip off (seed 0, 1). "
         "Commands are as run: the flags a row's defaults meant are in its "
         "`variant`. Target: every exit >= 50%.",
         "",
@@ -121,11 +156,19 @@ def report(results):
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument(
+        "--cases",
+        default=",".join(DEFAULT_CASES),
+        help="comma-separated case names; `families` adds one backbone of "
+        "every other registry family",
+    )
     p.add_argument("--variants", default=",".join(VARIANTS))
     p.add_argument("--out", type=pathlib.Path, default=OUT)
     args = p.parse_args(argv)
     cases = [c for c in args.cases.split(",") if c]
+    if "families" in cases:
+        at = cases.index("families")
+        cases[at : at + 1] = [f for f in FAMILIES if f not in cases]
     variants = [v for v in args.variants.split(",") if v]
     for name, table, arg in (
         (cases, CASES, "--cases"),

@@ -15,6 +15,7 @@ and converting them to LiteRT, most of both, keeps one core busy each.
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -550,3 +551,50 @@ def test_first_try_refuses_unknown_names_and_reports_every_exit(tmp_path, capsys
     table = first_try.report(results)
     assert "| c | default | 53.50 / 37.57 | 37.57 | `keras-scan train` |" in table
     assert "| c | old | 53.50 / 37.57 | 37.57 | `keras-scan train` (then) |" in table
+
+
+def test_first_try_families_cover_the_registry_at_each_smallest_size(
+    tmp_path, monkeypatch
+):
+    """`--cases families`: one backbone of every registry family, each at
+    32 pixels or its smallest input; the default stays the issue's three."""
+    import keras
+
+    from benchmarks import first_try
+    from keras_scan.backbones import registry
+
+    ran = []
+
+    def fake_run(case, variant, folder):
+        ran.append((case, first_try.image_size(case)))
+        return {"exits": {"final": 0.5}, "command": "keras-scan train"}
+
+    monkeypatch.setattr(first_try, "run_case", fake_run)
+    first_try.main(
+        ["--cases", "mobilenet,families", "--variants", "default"]
+        + ["--out", str(tmp_path)]
+    )
+    names = [case for case, _ in ran]
+    assert names[0] == "mobilenet" and len(names) == len(set(names))
+    assert set(names) == set(first_try.FAMILIES)
+    sizes = dict(ran)
+    assert sizes["xception"] == 71 and sizes["inception_v3"] == 75
+    assert sizes["mobilenet"] == 32
+
+    # Every family of the registry (its Keras Applications module, the depth
+    # dropped: vgg16 -> vgg, resnet_v2 stays) is a default case or a family case.
+    def family(name):
+        if name not in registry.APPLICATIONS:
+            return "cifar_resnet"
+        constructor = getattr(
+            keras.applications, registry.APPLICATIONS[name].constructor
+        )
+        return re.sub(r"(?<!_v)\d+$", "", constructor.__module__.split(".")[-1])
+
+    covered = {family(n) for n in first_try.CASES}
+    assert {family(n) for n in registry.available()} == covered
+    assert len(first_try.CASES) == len(covered)  # one backbone per family
+    assert first_try.DEFAULT_CASES == ("cifar_resnet18", "resnet50", "mobilenet_v2")
+    assert (
+        "| xception | default | 50.00 | 50.00 |" in (tmp_path / "REPORT.md").read_text()
+    )
