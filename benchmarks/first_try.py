@@ -99,13 +99,22 @@ def run_case(case, variant, folder):
         "--out",
         str(folder),
     ]
+    command = "keras-scan " + shlex.join(argv[1:-2])
     start = time.perf_counter()
-    subprocess.run(argv, check=True)
+    done = subprocess.run(argv, stderr=subprocess.PIPE, text=True)
     seconds = time.perf_counter() - start
+    if done.returncode:
+        # A run that fails (e.g. its loss became NaN) is a row, not a crash
+        # of the whole benchmark: its error is what the user would see.
+        said = [ln for ln in done.stderr.splitlines() if ln.startswith("keras-scan")]
+        said = said or done.stderr.strip().splitlines()
+        error = said[-1] if said else f"exit status {done.returncode}"
+        print(done.stderr[-2000:], file=sys.stderr)
+        return {"command": command, "exits": {}, "error": error}
     result = json.loads((folder / "eval.json").read_text())
     config = json.loads((folder / "config.json").read_text())
     return {
-        "command": "keras-scan " + shlex.join(argv[1:-2]),
+        "command": command,
         "exits": {e["name"]: e["accuracy"] for e in result["exits"]},
         "num_test": result["num_examples"],
         "seed": config["seed"],
@@ -140,9 +149,12 @@ def report(results):
         r = results["runs"][key]
         acc = [100 * a for a in r["exits"].values()]
         exits = " / ".join(f"{a:.2f}" for a in acc)
+        low = f"{min(acc):.2f}" if acc else "failed"
+        if r.get("error"):
+            exits = f"failed: {r['error']}"
         note = f" ({r['note']})" if r.get("note") else ""
         lines.append(
-            f"| {r['case']} | {r['variant']} | {exits} | {min(acc):.2f} | "
+            f"| {r['case']} | {r['variant']} | {exits} | {low} | "
             f"`{r['command']}`{note} |"
         )
     env = results["environment"]
@@ -189,7 +201,10 @@ def main(argv=None):
             row.update(case=case, variant=variant)
             results["runs"][f"{case}/{variant}"] = row
             print(
-                case, variant, {k: round(100 * v, 2) for k, v in row["exits"].items()}
+                case,
+                variant,
+                row.get("error")
+                or {k: round(100 * v, 2) for k, v in row["exits"].items()},
             )
             args.out.mkdir(parents=True, exist_ok=True)
             common.write_json(path, results)

@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from unittest import mock
 
 import pytest
 
@@ -551,6 +552,21 @@ def test_first_try_refuses_unknown_names_and_reports_every_exit(tmp_path, capsys
     table = first_try.report(results)
     assert "| c | default | 53.50 / 37.57 | 37.57 | `keras-scan train` |" in table
     assert "| c | old | 53.50 / 37.57 | 37.57 | `keras-scan train` (then) |" in table
+    failed = {"exits": {}, "command": "keras-scan train", "error": "NaN"}
+    results["runs"]["c/nan"] = dict(failed, case="c", variant="nan")
+    table = first_try.report(results)
+    assert "| c | nan | failed: NaN | failed | `keras-scan train` |" in table
+
+    # A run that fails is a row with the CLI's own error, not a crash.
+    def fail(argv, **kwargs):
+        said = "noise\nkeras-scan train: Training stopped after 1 of 2 epochs\n"
+        return subprocess.CompletedProcess(argv, 1, stderr=said)
+
+    with mock.patch.object(first_try.subprocess, "run", fail):
+        row = first_try.run_case("resnet50", "default", tmp_path / "run")
+    assert row["exits"] == {}
+    assert row["error"] == "keras-scan train: Training stopped after 1 of 2 epochs"
+    assert row["command"].startswith("keras-scan train --backbone resnet50")
 
 
 def test_first_try_families_cover_the_registry_at_each_smallest_size(
