@@ -90,6 +90,14 @@ FOLLOW_DEFAULTS = (
     "plain_s2",
     "ge_s2",
     "ds_ge_s2",
+    *(
+        f"{name}{suffix}"
+        for suffix in ("", "_s1", "_s2")
+        for name in ("no_augment", "plain_no_augment")
+    ),
+    "no_augment_no_ge",
+    "no_augment_depth",
+    "no_augment_ds",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -166,6 +174,9 @@ VARIANTS = {
             ),
         )
     },
+    # Crop + flip off on the pinned loss settings above (the paper's exits and
+    # loss, no gradient equilibrium): a first measurement, kept.
+    "base_no_augment": {"augment": False},
     # Crop + flip off, today's defaults and the plain backbone: what the
     # augmentation gives (or costs) at each budget.
     **{
@@ -176,6 +187,12 @@ VARIANTS = {
             ("plain_no_augment", {"no_exits": True}),
         )
     },
+    # Without augmentation the plain backbone gains more than SCAN's final
+    # exit: is it gradient equilibrium (the final loss's share of the early
+    # blocks' gradient) or the exits' weights?
+    "no_augment_no_ge": {"augment": False, "gradient_equilibrium": False},
+    "no_augment_depth": {"augment": False, "exit_weights": [0.25, 0.5, 0.75, 1.0]},
+    "no_augment_ds": {"augment": False, "distillation": False},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
