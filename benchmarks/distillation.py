@@ -63,6 +63,9 @@ BASE = {
     "distill_warmup": 0.0,
     "gradient_equilibrium": False,
     "exit_weights": None,
+    # Every row was measured with crop + flip (the default until the
+    # no-augmentation rows below).
+    "augment": True,
     # The loss ablations were measured on the paper's exits.
     "head": "scan",
     "attention": "scan",
@@ -252,6 +255,9 @@ def variant_config(budget, name, extra=None):
     row = VARIANTS[name] if extra is None else extra
     if name not in FOLLOW_DEFAULTS and row.get("recipe") != "paper":
         overrides.update(BASE)
+    elif name in FOLLOW_DEFAULTS and "no_augment" not in name:
+        # Rows measured while crop + flip was the default keep it.
+        overrides["augment"] = True
     overrides.update(row)
     return training.resolve_config(overrides)
 
@@ -316,8 +322,10 @@ def cli_command(config):
             flag = {
                 "no_exits": "--no-exits",
                 "distillation": "--no-distill",
-                "augment": "--no-augment",
-                "gradient_equilibrium": "--no-gradient-equilibrium",
+                "augment": "--augment" if value else "--no-augment",
+                "gradient_equilibrium": "--gradient-equilibrium"
+                if value
+                else "--no-gradient-equilibrium",
             }[key]
             parts.append(flag)
             continue

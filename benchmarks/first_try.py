@@ -109,6 +109,7 @@ def run_case(case, variant, folder):
         said = [ln for ln in done.stderr.splitlines() if ln.startswith("keras-scan")]
         said = said or done.stderr.strip().splitlines()
         error = said[-1] if said else f"exit status {done.returncode}"
+        error = error.replace(f"{folder.parent}{os.sep}", "")  # a temporary folder
         print(done.stderr[-2000:], file=sys.stderr)
         return {"command": command, "exits": {}, "error": error}
     result = json.loads((folder / "eval.json").read_text())

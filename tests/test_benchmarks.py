@@ -559,13 +559,19 @@ def test_first_try_refuses_unknown_names_and_reports_every_exit(tmp_path, capsys
 
     # A run that fails is a row with the CLI's own error, not a crash.
     def fail(argv, **kwargs):
-        said = "noise\nkeras-scan train: Training stopped after 1 of 2 epochs\n"
+        said = (
+            "noise\nkeras-scan train: Training stopped after 1 of 2 epochs; "
+            f"the run is in '{tmp_path / '.run.incomplete'}'\n"
+        )
         return subprocess.CompletedProcess(argv, 1, stderr=said)
 
     with mock.patch.object(first_try.subprocess, "run", fail):
         row = first_try.run_case("resnet50", "default", tmp_path / "run")
     assert row["exits"] == {}
-    assert row["error"] == "keras-scan train: Training stopped after 1 of 2 epochs"
+    assert row["error"] == (
+        "keras-scan train: Training stopped after 1 of 2 epochs; "
+        "the run is in '.run.incomplete'"
+    )
     assert row["command"].startswith("keras-scan train --backbone resnet50")
 
 

@@ -85,9 +85,29 @@ def test_help_explains_every_flag_with_examples(capsys):
         "--bn-recalibration",
         "--teacher",
         "--clipnorm",
+        "--augment",
+        "--no-augment",
     ):
         assert flag in text, flag
     assert "mobilenet_v2" in text and "cifar_resnet18" in text
+
+
+def test_train_augment_flags_override_the_default_and_the_recipe():
+    """Crop + flip: off by default, on with --augment or in the paper's
+    recipe, off again with --no-augment after it."""
+    from keras_scan import cli
+
+    def resolved(*flags):
+        args = cli.build_parser().parse_args(["train", "--out", "R", *flags])
+        given = {k: getattr(args, k) for k in training.DEFAULTS}
+        return training.resolve_config(
+            {k: v for k, v in given.items() if v is not None}
+        )["augment"]
+
+    assert resolved() is False
+    assert resolved("--augment") is True
+    assert resolved("--recipe", "paper") is True
+    assert resolved("--recipe", "paper", "--no-augment") is False
 
 
 # -------------------------------------------------------------- training

@@ -214,6 +214,14 @@ def add_parser(subparsers):
         help="allow tensorflow-datasets / Keras to download missing data",
     )
     g.add_argument(
+        "--augment",
+        dest="augment",
+        action="store_const",
+        const=True,
+        help="random crop (zero-pad by 1/8) + horizontal flip of training "
+        "images (default: off; on in --recipe paper)",
+    )
+    g.add_argument(
         "--no-augment",
         dest="augment",
         action="store_const",

@@ -5,7 +5,8 @@
   `fit` (`bn_recalibration` batches);
 - the distillation weight ramped from 0 over the first epochs
   (`distill_warmup`, a callback);
-- random crop (zero-pad by 1/8 of the size) and horizontal flip of the
+- with `augment` (off by default, on in the paper's recipe), random crop
+  (zero-pad by 1/8 of the size) and horizontal flip of the
   training images (`augment`, in `keras_scan.data`).
 """
 
