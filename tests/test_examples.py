@@ -54,6 +54,7 @@ def test_train_cifar100_script_arguments():
     settings = script.settings(args)
     assert settings["dataset"] == "tfds:cifar100"
     assert settings["backbone"] == "cifar_resnet18" and settings["batch_size"] == 128
+    assert settings["augment"] is True  # photographs, 200 epochs: crop + flip
 
     args = script.parse_args(
         ["--download", "--epochs", "3", "--width", "16", "--data-dir", "/data/tfds"]

@@ -44,9 +44,10 @@ def test_recipe_defaults_and_the_papers_recipe():
     )
     assert paper["beta"] == 1.0 and paper["kd_mix"] == "convex"
     assert paper["augment"] is True  # the paper trains with crop + flip
-    assert training.resolve_config({"recipe": "paper", "augment": False})[
-        "augment"
-    ] is False
+    assert (
+        training.resolve_config({"recipe": "paper", "augment": False})["augment"]
+        is False
+    )
     # The package's loss: the labels at full weight, a light T^2 term added.
     d = training.resolve_config({})
     assert (d["kd_mix"], d["kd_loss"], d["alpha"]) == ("add", "kl_t2", 0.1)
