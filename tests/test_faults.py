@@ -42,9 +42,11 @@ if str(TFLITE) not in sys.path:
 from scan_lite import cli as lite_cli  # noqa: E402
 
 EPOCHS = 3
+# With crop + flip (off by default): a resumed epoch must redraw the same
+# augmentation too.
 TRAIN = (
     "train --backbone cifar_resnet18 --width 8 --limit 300 --batch-size 32 "
-    f"--epochs {EPOCHS} --verbose 2"
+    f"--epochs {EPOCHS} --augment --verbose 2"
 ).split()
 RAMP = "distill_scale"  # set by the ramp at each epoch's start, not trained
 
