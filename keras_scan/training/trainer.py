@@ -41,7 +41,7 @@ def _uses_tf_data(splits):
 
 
 def make_pipelines(splits, config, epoch=0, distribution=None):
-    """Batched train (shuffled, augmented) and validation inputs.
+    """Batched train (shuffled; crop + flip with `augment`) and validation inputs.
 
     `tf.data` on the TensorFlow backend (or when the data is a `tf.data`
     pipeline), else `keras_scan.data.NumpyDataset` (no TensorFlow, e.g. JAX).
