@@ -96,11 +96,10 @@ FOLLOW_DEFAULTS = (
     *(
         f"{name}{suffix}"
         for suffix in ("", "_s1", "_s2")
-        for name in ("no_augment", "plain_no_augment")
+        for name in ("no_augment", "plain_no_augment", "no_augment_ds")
     ),
     "no_augment_no_ge",
     "no_augment_depth",
-    "no_augment_ds",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -188,6 +187,7 @@ VARIANTS = {
         for name, settings in (
             ("no_augment", {}),
             ("plain_no_augment", {"no_exits": True}),
+            ("no_augment_ds", {"distillation": False}),
         )
     },
     # Without augmentation the plain backbone gains more than SCAN's final
@@ -195,7 +195,6 @@ VARIANTS = {
     # blocks' gradient) or the exits' weights?
     "no_augment_no_ge": {"augment": False, "gradient_equilibrium": False},
     "no_augment_depth": {"augment": False, "exit_weights": [0.25, 0.5, 0.75, 1.0]},
-    "no_augment_ds": {"augment": False, "distillation": False},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},
