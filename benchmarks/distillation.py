@@ -71,8 +71,9 @@ BASE = {
     "attention": "scan",
 }
 
-# Rows on top of `keras_scan.training.DEFAULTS` alone (no BASE pinning).
-FOLLOW_DEFAULTS = (
+# Rows on top of `keras_scan.training.DEFAULTS` alone (no BASE pinning),
+# measured while crop + flip was the default: they keep it.
+CROP_FLIP_DEFAULTS = (
     "default",
     "ds_default",
     "add_kl_a0.3",
@@ -93,6 +94,10 @@ FOLLOW_DEFAULTS = (
     "plain_s2",
     "ge_s2",
     "ds_ge_s2",
+)
+# Every row on top of `keras_scan.training.DEFAULTS` (no BASE pinning).
+FOLLOW_DEFAULTS = (
+    *CROP_FLIP_DEFAULTS,
     *(
         f"{name}{suffix}"
         for suffix in ("", "_s1", "_s2")
@@ -254,8 +259,7 @@ def variant_config(budget, name, extra=None):
     row = VARIANTS[name] if extra is None else extra
     if name not in FOLLOW_DEFAULTS and row.get("recipe") != "paper":
         overrides.update(BASE)
-    elif name in FOLLOW_DEFAULTS and "no_augment" not in name:
-        # Rows measured while crop + flip was the default keep it.
+    elif name in CROP_FLIP_DEFAULTS:
         overrides["augment"] = True
     overrides.update(row)
     return training.resolve_config(overrides)
