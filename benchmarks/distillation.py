@@ -101,10 +101,18 @@ FOLLOW_DEFAULTS = (
     *(
         f"{name}{suffix}"
         for suffix in ("", "_s1", "_s2")
-        for name in ("no_augment", "plain_no_augment", "no_augment_ds")
+        for name in (
+            "no_augment",
+            "plain_no_augment",
+            "no_augment_ds",
+            "no_augment_depth",
+            "no_augment_ds_depth",
+            "vclip",
+            "plain_vclip",
+            "ds_vclip",
+        )
     ),
     "no_augment_no_ge",
-    "no_augment_depth",
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -193,13 +201,24 @@ VARIANTS = {
             ("no_augment", {}),
             ("plain_no_augment", {"no_exits": True}),
             ("no_augment_ds", {"distillation": False}),
+            # Exit losses rising with depth (0.25 / 0.5 / 0.75 / 1), with and
+            # without the teacher: the final exit's share of the trunk.
+            ("no_augment_depth", {"exit_weights": [0.25, 0.5, 0.75, 1.0]}),
+            (
+                "no_augment_ds_depth",
+                {"distillation": False, "exit_weights": [0.25, 0.5, 0.75, 1.0]},
+            ),
+            # Each variable's gradient clipped to norm 1 (`--variable-clipnorm
+            # 1`), for SCAN, the plain backbone and deep supervision.
+            ("vclip", {"variable_clipnorm": 1.0}),
+            ("plain_vclip", {"no_exits": True, "variable_clipnorm": 1.0}),
+            ("ds_vclip", {"distillation": False, "variable_clipnorm": 1.0}),
         )
     },
     # Without augmentation the plain backbone gains more than SCAN's final
     # exit: is it gradient equilibrium (the final loss's share of the early
     # blocks' gradient) or the exits' weights?
     "no_augment_no_ge": {"augment": False, "gradient_equilibrium": False},
-    "no_augment_depth": {"augment": False, "exit_weights": [0.25, 0.5, 0.75, 1.0]},
     "kl_t2_a0.5": {"kd_loss": "kl_t2", "alpha": 0.5},
     "kl_t2_a0.3": {"kd_loss": "kl_t2", "alpha": 0.3},
     "kl_t2_a0.1": {"kd_loss": "kl_t2", "alpha": 0.1},

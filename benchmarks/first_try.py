@@ -77,6 +77,9 @@ VARIANTS = {
     # it gives? (at both seeds)
     "no_augment": "--no-augment",
     "no_augment_s1": "--no-augment --seed 1",
+    # Each variable's gradient clipped to norm 1 on its own.
+    "vclip1": "--no-augment --variable-clipnorm 1",
+    "vclip1_s1": "--no-augment --variable-clipnorm 1 --seed 1",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
 

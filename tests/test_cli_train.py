@@ -85,6 +85,7 @@ def test_help_explains_every_flag_with_examples(capsys):
         "--bn-recalibration",
         "--teacher",
         "--clipnorm",
+        "--variable-clipnorm",
         "--augment",
         "--no-augment",
     ):
@@ -252,6 +253,11 @@ def test_train_on_tfds_with_mock_data(tmp_path):
         (["--kd-loss", "js"], "invalid choice: 'js'"),
         (["--teacher", "self"], "invalid choice: 'self'"),
         (["--clipnorm", "0"], "`clipnorm` must be.*clipnorm=0.0"),
+        (["--variable-clipnorm", "-1"], "`variable_clipnorm` must be.*=-1.0"),
+        (
+            ["--clipnorm", "1", "--variable-clipnorm", "1"],
+            "`clipnorm`.*`variable_clipnorm`.*cannot both be set",
+        ),
     ],
 )
 def test_bad_train_arguments_leave_no_run(tmp_path, capsys, args, message):

@@ -139,6 +139,8 @@ def test_the_warm_up_lasts_at_least_min_warmup_steps_capped_at_30_percent():
         ("teacher", "self"),
         ("clipnorm", 0.0),
         ("clipnorm", float("nan")),
+        ("variable_clipnorm", -1.0),
+        ("variable_clipnorm", float("inf")),
         ("schedule", "linear"),
         ("recipe", "fast"),
         ("bn_momentum", 1.0),
@@ -258,6 +260,36 @@ def test_weight_decay_matches_coupled_l2_of_the_paper():
     assert keras_w == pytest.approx(w, rel=0.01)
     # Keras' weight_decay=wd taken literally would decay 10x too little.
     assert np.exp(-steps * lr * wd) > 2 * w
+
+
+def test_variable_clipnorm_bounds_each_variables_step_on_its_own():
+    """A variable with an outsized gradient takes a step of norm lr * X; the
+    others keep theirs (Keras' `clipnorm`), where a global clip would shrink
+    every step alike."""
+    c = training.resolve_config(
+        {"schedule": "constant", "warmup": 0.0, "momentum": 0.0, "weight_decay": 0.0}
+    )
+    big, small = np.full((4,), 30.0, "float32"), np.full((4,), 0.1, "float32")
+
+    def step(**settings):
+        optimizer = training.make_optimizer(dict(c, **settings), steps_per_epoch=1)
+        variables = [keras.Variable(np.zeros((4,), "float32")) for _ in range(2)]
+        optimizer.build(variables)
+        optimizer.apply([keras.ops.convert_to_tensor(g) for g in (big, small)], variables)
+        return [-keras.ops.convert_to_numpy(v) for v in variables]
+
+    lr = c["lr"]
+    moved_big, moved_small = step(variable_clipnorm=1.0)
+    assert np.linalg.norm(moved_big) == pytest.approx(lr * 1.0, rel=1e-5)
+    np.testing.assert_allclose(moved_small, lr * small, rtol=1e-5)
+    # The global norm clips both together: the small step shrinks as well.
+    _, shrunk = step(clipnorm=1.0)
+    assert np.linalg.norm(shrunk) < 0.02 * np.linalg.norm(lr * small)
+    # 0 is off, like None.
+    assert training.resolve_config({"variable_clipnorm": 0})["variable_clipnorm"] is None
+    # Keras clips one way: both set is refused, naming both.
+    with pytest.raises(ValueError, match="`clipnorm`.*`variable_clipnorm`.*clipnorm=2"):
+        training.resolve_config({"clipnorm": 2.0, "variable_clipnorm": 1.0})
 
 
 def test_config_file_precedence_and_round_trip(tmp_path):

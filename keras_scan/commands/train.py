@@ -291,6 +291,14 @@ def add_parser(subparsers):
         f"{d['clipnorm'] or 'off'})",
     )
     g.add_argument(
+        "--variable-clipnorm",
+        type=float,
+        metavar="X",
+        help="clip each variable's gradient to norm X on its own (Keras' "
+        "clipnorm): a layer with an outsized gradient takes a bounded step, the "
+        f"others the full one; 0 = off (default {d['variable_clipnorm'] or 'off'})",
+    )
+    g.add_argument(
         "--bn-momentum",
         type=float,
         help="batch-norm momentum set on every layer of the backbone (Keras "

@@ -87,6 +87,7 @@ class TrainingConfig:
     warmup: float = 0.05
     min_warmup_steps: int = 20
     clipnorm: float | None = None
+    variable_clipnorm: float | None = None
     gradient_equilibrium: bool = True
     bn_momentum: float | None = 0.9
     bn_recalibration: int = 20
@@ -144,6 +145,23 @@ class TrainingConfig:
             not is_number(self.clipnorm) or not self.clipnorm > 0
         ):
             _fail("clipnorm", "None or a finite number > 0", self.clipnorm)
+        if self.variable_clipnorm is not None and (
+            not is_number(self.variable_clipnorm) or not self.variable_clipnorm >= 0
+        ):
+            _fail(
+                "variable_clipnorm",
+                "None, 0 (off) or a finite number > 0",
+                self.variable_clipnorm,
+            )
+        if self.variable_clipnorm == 0:
+            self.variable_clipnorm = None
+        if self.clipnorm is not None and self.variable_clipnorm is not None:
+            raise ValueError(
+                "`clipnorm` (the global norm) and `variable_clipnorm` (each "
+                "variable's) cannot both be set: Keras clips one way. Received: "
+                f"clipnorm={self.clipnorm!r}, "
+                f"variable_clipnorm={self.variable_clipnorm!r}"
+            )
         if not is_int(self.min_warmup_steps) or self.min_warmup_steps < 0:
             _fail("min_warmup_steps", "an int >= 0 (steps)", self.min_warmup_steps)
         if not is_int(self.bn_recalibration) or self.bn_recalibration < 0:
@@ -227,6 +245,7 @@ RECIPES = {
         "warmup": 0.0,
         "min_warmup_steps": 0,
         "clipnorm": None,
+        "variable_clipnorm": None,
         "bn_recalibration": 0,
         "alpha": 0.5,
         "temperature": 3.0,

@@ -163,7 +163,11 @@ def make_optimizer(config, steps_per_epoch, model=None):
 
     With `clipnorm`, the gradient of all weights together is scaled down to
     that global norm when it is larger (a guard against the first steps of a
-    fresh network blowing up). With `gradient_equilibrium` and a `ScanModel`
+    fresh network blowing up). With `variable_clipnorm`, each variable's
+    gradient is clipped to that norm on its own (Keras' `clipnorm`): a layer
+    whose gradient is far larger than the others' (e.g. a classifier on
+    features of a large scale) takes a bounded step while the rest of the
+    network keeps the full learning rate. With `gradient_equilibrium` and a `ScanModel`
     as `model`, each variable's gradient is divided by the number of exits
     whose loss reaches it (`ScaledSGD`); the setting does nothing for a
     plain model.
@@ -176,11 +180,13 @@ def make_optimizer(config, steps_per_epoch, model=None):
         config["weight_decay"] / (1.0 - momentum) if config["weight_decay"] else None
     )
     clipnorm = config.get("clipnorm")
+    variable_clipnorm = config.get("variable_clipnorm")
     kwargs = dict(
         learning_rate=learning_rate_schedule(config, steps_per_epoch),
         momentum=momentum,
         weight_decay=decay,
         global_clipnorm=float(clipnorm) if clipnorm else None,
+        clipnorm=float(variable_clipnorm) if variable_clipnorm else None,
     )
     scales = getattr(model, "gradient_equilibrium_scales", None)
     if config.get("gradient_equilibrium") and scales is not None:
