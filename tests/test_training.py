@@ -275,7 +275,9 @@ def test_variable_clipnorm_bounds_each_variables_step_on_its_own():
         optimizer = training.make_optimizer(dict(c, **settings), steps_per_epoch=1)
         variables = [keras.Variable(np.zeros((4,), "float32")) for _ in range(2)]
         optimizer.build(variables)
-        optimizer.apply([keras.ops.convert_to_tensor(g) for g in (big, small)], variables)
+        optimizer.apply(
+            [keras.ops.convert_to_tensor(g) for g in (big, small)], variables
+        )
         return [-keras.ops.convert_to_numpy(v) for v in variables]
 
     lr = c["lr"]
@@ -286,7 +288,9 @@ def test_variable_clipnorm_bounds_each_variables_step_on_its_own():
     _, shrunk = step(clipnorm=1.0)
     assert np.linalg.norm(shrunk) < 0.02 * np.linalg.norm(lr * small)
     # 0 is off, like None.
-    assert training.resolve_config({"variable_clipnorm": 0})["variable_clipnorm"] is None
+    assert (
+        training.resolve_config({"variable_clipnorm": 0})["variable_clipnorm"] is None
+    )
     # Keras clips one way: both set is refused, naming both.
     with pytest.raises(ValueError, match="`clipnorm`.*`variable_clipnorm`.*clipnorm=2"):
         training.resolve_config({"clipnorm": 2.0, "variable_clipnorm": 1.0})
