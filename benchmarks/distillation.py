@@ -110,6 +110,9 @@ FOLLOW_DEFAULTS = (
             "vclip",
             "plain_vclip",
             "ds_vclip",
+            "agc",
+            "plain_agc",
+            "ds_agc",
         )
     ),
     "no_augment_no_ge",
@@ -213,6 +216,11 @@ VARIANTS = {
             ("vclip", {"variable_clipnorm": 1.0}),
             ("plain_vclip", {"no_exits": True, "variable_clipnorm": 1.0}),
             ("ds_vclip", {"distillation": False, "variable_clipnorm": 1.0}),
+            # Adaptive gradient clipping: each kernel's gradient norm at most
+            # its norm (`--adaptive-clip 1`).
+            ("agc", {"adaptive_clip": 1.0}),
+            ("plain_agc", {"no_exits": True, "adaptive_clip": 1.0}),
+            ("ds_agc", {"distillation": False, "adaptive_clip": 1.0}),
         )
     },
     # Without augmentation the plain backbone gains more than SCAN's final

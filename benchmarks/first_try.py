@@ -80,6 +80,9 @@ VARIANTS = {
     # Each variable's gradient clipped to norm 1 on its own.
     "vclip1": "--no-augment --variable-clipnorm 1",
     "vclip1_s1": "--no-augment --variable-clipnorm 1 --seed 1",
+    # Each kernel's gradient norm at most the kernel's norm.
+    "agc1": "--no-augment --adaptive-clip 1",
+    "agc1_s1": "--no-augment --adaptive-clip 1 --seed 1",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
 

@@ -86,6 +86,7 @@ def test_help_explains_every_flag_with_examples(capsys):
         "--teacher",
         "--clipnorm",
         "--variable-clipnorm",
+        "--adaptive-clip",
         "--augment",
         "--no-augment",
     ):
@@ -254,6 +255,7 @@ def test_train_on_tfds_with_mock_data(tmp_path):
         (["--teacher", "self"], "invalid choice: 'self'"),
         (["--clipnorm", "0"], "`clipnorm` must be.*clipnorm=0.0"),
         (["--variable-clipnorm", "-1"], "`variable_clipnorm` must be.*=-1.0"),
+        (["--adaptive-clip", "nan"], "`adaptive_clip` must be.*adaptive_clip=nan"),
         (
             ["--clipnorm", "1", "--variable-clipnorm", "1"],
             "`clipnorm`.*`variable_clipnorm`.*cannot both be set",

@@ -141,6 +141,8 @@ def test_the_warm_up_lasts_at_least_min_warmup_steps_capped_at_30_percent():
         ("clipnorm", float("nan")),
         ("variable_clipnorm", -1.0),
         ("variable_clipnorm", float("inf")),
+        ("adaptive_clip", -0.5),
+        ("adaptive_clip", float("nan")),
         ("schedule", "linear"),
         ("recipe", "fast"),
         ("bn_momentum", 1.0),
@@ -294,6 +296,43 @@ def test_variable_clipnorm_bounds_each_variables_step_on_its_own():
     # Keras clips one way: both set is refused, naming both.
     with pytest.raises(ValueError, match="`clipnorm`.*`variable_clipnorm`.*clipnorm=2"):
         training.resolve_config({"clipnorm": 2.0, "variable_clipnorm": 1.0})
+
+
+def test_adaptive_clip_bounds_each_kernels_gradient_by_its_norm():
+    """Brock et al.'s adaptive clipping, per tensor: a kernel's gradient norm is
+    at most F times the kernel's norm; a kernel with a small gradient, and
+    every bias or batch-norm vector, keeps its gradient."""
+    c = training.resolve_config(
+        {
+            "schedule": "constant",
+            "warmup": 0.0,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "adaptive_clip": 0.5,
+        }
+    )
+    optimizer = training.make_optimizer(c, steps_per_epoch=1)
+    assert isinstance(optimizer, training.ScaledSGD) and optimizer.adaptive_clip == 0.5
+    start = [np.full((2, 2), 1.0), np.full((2, 2), 1.0), np.zeros((4,))]
+    variables = [keras.Variable(w.astype("float32")) for w in start]
+    grads = [np.full((2, 2), 10.0), np.full((2, 2), 0.1), np.full((4,), 10.0)]
+    optimizer.build(variables)
+    optimizer.apply(
+        [keras.ops.convert_to_tensor(g, "float32") for g in grads], variables
+    )
+    moved = [w - keras.ops.convert_to_numpy(v) for w, v in zip(start, variables)]
+    lr = c["lr"]
+    # |w| = 2, so the outsized kernel's gradient is cut to norm 1.
+    assert np.linalg.norm(moved[0]) == pytest.approx(lr * 0.5 * 2.0, rel=1e-5)
+    np.testing.assert_allclose(moved[1], lr * grads[1], rtol=1e-5)
+    np.testing.assert_allclose(moved[2], lr * grads[2], rtol=1e-5)  # a vector
+    # Saved with the model: the setting round-trips.
+    again = training.ScaledSGD.from_config(optimizer.get_config())
+    assert again.adaptive_clip == 0.5
+    # Off by default and with 0; the paper's recipe never clips.
+    assert training.resolve_config({})["adaptive_clip"] is None
+    assert training.resolve_config({"adaptive_clip": 0})["adaptive_clip"] is None
+    assert training.resolve_config({"recipe": "paper"})["adaptive_clip"] is None
 
 
 def test_config_file_precedence_and_round_trip(tmp_path):

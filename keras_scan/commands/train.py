@@ -299,6 +299,14 @@ def add_parser(subparsers):
         f"others the full one; 0 = off (default {d['variable_clipnorm'] or 'off'})",
     )
     g.add_argument(
+        "--adaptive-clip",
+        type=float,
+        metavar="F",
+        help="adaptive gradient clipping: each kernel's gradient norm at most F "
+        "times the kernel's norm (a layer whose gradient is outsized against its "
+        f"weights takes a bounded step); 0 = off (default {d['adaptive_clip'] or 'off'})",
+    )
+    g.add_argument(
         "--bn-momentum",
         type=float,
         help="batch-norm momentum set on every layer of the backbone (Keras "

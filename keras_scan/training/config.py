@@ -88,6 +88,7 @@ class TrainingConfig:
     min_warmup_steps: int = 20
     clipnorm: float | None = None
     variable_clipnorm: float | None = None
+    adaptive_clip: float | None = None
     gradient_equilibrium: bool = True
     bn_momentum: float | None = 0.9
     bn_recalibration: int = 20
@@ -155,10 +156,21 @@ class TrainingConfig:
             )
         if self.variable_clipnorm == 0:
             self.variable_clipnorm = None
+        if self.adaptive_clip is not None and (
+            not is_number(self.adaptive_clip) or not self.adaptive_clip >= 0
+        ):
+            _fail(
+                "adaptive_clip",
+                "None, 0 (off) or a finite number > 0",
+                self.adaptive_clip,
+            )
+        if self.adaptive_clip == 0:
+            self.adaptive_clip = None
         if self.clipnorm is not None and self.variable_clipnorm is not None:
             raise ValueError(
                 "`clipnorm` (the global norm) and `variable_clipnorm` (each "
-                "variable's) cannot both be set: Keras clips one way. Received: "
+                "variable's) cannot both be set: Keras clips one way (0 turns "
+                "`variable_clipnorm` off). Received: "
                 f"clipnorm={self.clipnorm!r}, "
                 f"variable_clipnorm={self.variable_clipnorm!r}"
             )
@@ -246,6 +258,7 @@ RECIPES = {
         "min_warmup_steps": 0,
         "clipnorm": None,
         "variable_clipnorm": None,
+        "adaptive_clip": None,
         "bn_recalibration": 0,
         "alpha": 0.5,
         "temperature": 3.0,

@@ -124,23 +124,33 @@ def learning_rate_schedule(config, steps_per_epoch):
 
 @keras.saving.register_keras_serializable(package="keras_scan")
 class ScaledSGD(keras.optimizers.SGD):
-    """`keras.optimizers.SGD` that first multiplies chosen variables' gradients.
+    """`keras.optimizers.SGD` that first rescales chosen gradients.
 
     The recipe's optimizer under gradient equilibrium (`ScanModel.
     gradient_equilibrium_scales`): each gradient is multiplied by its
     variable's factor before clipping, momentum and the update; a variable
-    without an entry keeps its gradient.
+    without an entry keeps its gradient. With `adaptive_clip`, the gradient
+    of every kernel (a variable of 2 or more dimensions) is then scaled down
+    to at most `adaptive_clip` times the kernel's own norm (adaptive gradient
+    clipping, Brock et al. 2021, per tensor): a layer whose gradient is
+    outsized against its weights (a first layer, or a classifier on features
+    of a large scale, in the first steps of a fresh network) takes a bounded
+    step, while the others keep theirs. Biases and batch-norm parameters
+    (which may start at zero) are not clipped.
 
     Args:
         gradient_scales: dict mapping `variable.path` to a float.
+        adaptive_clip: None, or a float > 0: the largest gradient norm of a
+            kernel, as a multiple of the kernel's norm.
         **kwargs: passed to `keras.optimizers.SGD`.
     """
 
-    def __init__(self, gradient_scales=None, **kwargs):
+    def __init__(self, gradient_scales=None, adaptive_clip=None, **kwargs):
         super().__init__(**kwargs)
         self.gradient_scales = {
             str(k): float(v) for k, v in (gradient_scales or {}).items()
         }
+        self.adaptive_clip = None if adaptive_clip is None else float(adaptive_clip)
 
     def apply(self, grads, trainable_variables=None):
         variables = (
@@ -150,12 +160,27 @@ class ScaledSGD(keras.optimizers.SGD):
         )
         scaled = []
         for grad, variable in zip(grads, variables):
-            scale = self.gradient_scales.get(variable.path, 1.0)
-            scaled.append(grad if grad is None or scale == 1.0 else grad * scale)
+            if grad is not None:
+                scale = self.gradient_scales.get(variable.path, 1.0)
+                grad = grad if scale == 1.0 else grad * scale
+                if self.adaptive_clip and len(variable.shape) >= 2:
+                    grad = self._clip_to_weight(grad, variable)
+            scaled.append(grad)
         return super().apply(scaled, trainable_variables)
 
+    def _clip_to_weight(self, grad, variable):
+        ops = keras.ops
+        grad_norm = ops.sqrt(ops.sum(ops.square(grad)))
+        weight_norm = ops.maximum(ops.sqrt(ops.sum(ops.square(variable))), 1e-3)
+        limit = self.adaptive_clip * ops.cast(weight_norm, grad.dtype)
+        return grad * ops.minimum(1.0, limit / ops.maximum(grad_norm, 1e-12))
+
     def get_config(self):
-        return {**super().get_config(), "gradient_scales": self.gradient_scales}
+        return {
+            **super().get_config(),
+            "gradient_scales": self.gradient_scales,
+            "adaptive_clip": self.adaptive_clip,
+        }
 
 
 def make_optimizer(config, steps_per_epoch, model=None):
@@ -167,7 +192,8 @@ def make_optimizer(config, steps_per_epoch, model=None):
     gradient is clipped to that norm on its own (Keras' `clipnorm`): a layer
     whose gradient is far larger than the others' (e.g. a classifier on
     features of a large scale) takes a bounded step while the rest of the
-    network keeps the full learning rate. With `gradient_equilibrium` and a `ScanModel`
+    network keeps the full learning rate. With `adaptive_clip`, each kernel's
+    gradient is bounded relative to the kernel's own norm (`ScaledSGD`). With `gradient_equilibrium` and a `ScanModel`
     as `model`, each variable's gradient is divided by the number of exits
     whose loss reaches it (`ScaledSGD`); the setting does nothing for a
     plain model.
@@ -189,6 +215,12 @@ def make_optimizer(config, steps_per_epoch, model=None):
         clipnorm=float(variable_clipnorm) if variable_clipnorm else None,
     )
     scales = getattr(model, "gradient_equilibrium_scales", None)
-    if config.get("gradient_equilibrium") and scales is not None:
-        return ScaledSGD(gradient_scales=scales(), **kwargs)
+    scales = scales() if config.get("gradient_equilibrium") and scales else None
+    adaptive_clip = config.get("adaptive_clip")
+    if scales is not None or adaptive_clip:
+        return ScaledSGD(
+            gradient_scales=scales,
+            adaptive_clip=float(adaptive_clip) if adaptive_clip else None,
+            **kwargs,
+        )
     return keras.optimizers.SGD(**kwargs)
