@@ -52,6 +52,7 @@ BASE = {
     "schedule": "cosine",
     "warmup": 0.05,
     "clipnorm": None,
+    "adaptive_clip": None,
     "bn_momentum": 0.9,
     "bn_recalibration": 20,
     "alpha": 0.5,
@@ -288,6 +289,10 @@ def variant_config(budget, name, extra=None):
         overrides.update(BASE)
     elif name in CROP_FLIP_DEFAULTS:
         overrides["augment"] = True
+    if "adaptive_clip" not in row:
+        # Every row that does not set it was measured before adaptive
+        # clipping was the default.
+        overrides["adaptive_clip"] = None
     overrides.update(row)
     return training.resolve_config(overrides)
 
@@ -332,6 +337,7 @@ def cli_command(config):
     config = dict(config)
     config.setdefault("gradient_equilibrium", False)  # rows from before it
     config.setdefault("exit_weights", None)
+    config.setdefault("adaptive_clip", None)  # rows from before it
     if isinstance(config.get("attention"), bool):  # rows from before kinds
         config["attention"] = "scan" if config["attention"] else "none"
     base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
@@ -363,6 +369,8 @@ def cli_command(config):
             value = ",".join(str(v) for v in value)
         if key == "exit_weights" and value is None:
             value = "equal"
+        if key == "adaptive_clip" and value is None:
+            value = 0
         parts.append(f"{flag} {value}")
     if config["recipe"] != "default":
         parts.insert(1, f"--recipe {config['recipe']}")

@@ -145,7 +145,10 @@ def report(results):
         "in 4x the steps; `ge`: gradient equilibrium with equal exit weights; "
         "`no_ge`: neither (the paper's sum of equally weighted losses); "
         "`exit_w_depth`: gradient equilibrium and exit losses weighted "
-        "0.25/0.5/0.75/1; `no_augment(_s1)`: crop + flip off (seed 0, 1). "
+        "0.25/0.5/0.75/1; `no_augment(_s1)`: crop + flip off (seed 0, 1); "
+        "`vclip1(_s1)`: crop + flip off, each variable's gradient clipped to "
+        "norm 1 (`--variable-clipnorm 1`); `agc1(_s1)`: crop + flip off, each "
+        "kernel's gradient norm at most the kernel's norm (`--adaptive-clip 1`). "
         "Commands are as run: the flags a row's defaults meant are in its "
         "`variant`. Target: every exit >= 50%.",
         "",

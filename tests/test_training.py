@@ -92,7 +92,7 @@ def test_warmup_ramps_the_learning_rate_then_follows_the_schedule():
     assert float(cosine(99)) < 1e-4
     # Serializable: the optimizer (and a saved model) round-trips.
     optimizer = training.make_optimizer(c, steps_per_epoch=10)
-    again = keras.optimizers.SGD.from_config(optimizer.get_config())
+    again = type(optimizer).from_config(optimizer.get_config())
     restored = again._learning_rate
     assert isinstance(restored, training.Warmup)
     for step in (0, 19, 38):
@@ -202,7 +202,12 @@ def test_distillation_warmup_ramps_alpha_per_epoch():
 def test_gradient_equilibrium_scales_each_gradient_before_the_update():
     model = keras_scan.build(small_backbone(width=8), num_classes=10)
     config = training.resolve_config(
-        {"gradient_equilibrium": True, "momentum": 0.0, "weight_decay": 0.0}
+        {
+            "gradient_equilibrium": True,
+            "momentum": 0.0,
+            "weight_decay": 0.0,
+            "adaptive_clip": 0,
+        }
     )
     config.update(warmup=0.0, schedule="constant", lr=0.1, batch_size=128)
     optimizer = training.make_optimizer(config, steps_per_epoch=1, model=model)
@@ -329,8 +334,8 @@ def test_adaptive_clip_bounds_each_kernels_gradient_by_its_norm():
     # Saved with the model: the setting round-trips.
     again = training.ScaledSGD.from_config(optimizer.get_config())
     assert again.adaptive_clip == 0.5
-    # Off by default and with 0; the paper's recipe never clips.
-    assert training.resolve_config({})["adaptive_clip"] is None
+    # On by default (1); off with 0; the paper's recipe never clips.
+    assert training.resolve_config({})["adaptive_clip"] == 1.0
     assert training.resolve_config({"adaptive_clip": 0})["adaptive_clip"] is None
     assert training.resolve_config({"recipe": "paper"})["adaptive_clip"] is None
 

@@ -88,7 +88,7 @@ class TrainingConfig:
     min_warmup_steps: int = 20
     clipnorm: float | None = None
     variable_clipnorm: float | None = None
-    adaptive_clip: float | None = None
+    adaptive_clip: float | None = 1.0
     gradient_equilibrium: bool = True
     bn_momentum: float | None = 0.9
     bn_recalibration: int = 20
