@@ -146,26 +146,12 @@ class TrainingConfig:
             not is_number(self.clipnorm) or not self.clipnorm > 0
         ):
             _fail("clipnorm", "None or a finite number > 0", self.clipnorm)
-        if self.variable_clipnorm is not None and (
-            not is_number(self.variable_clipnorm) or not self.variable_clipnorm >= 0
-        ):
-            _fail(
-                "variable_clipnorm",
-                "None, 0 (off) or a finite number > 0",
-                self.variable_clipnorm,
-            )
-        if self.variable_clipnorm == 0:
-            self.variable_clipnorm = None
-        if self.adaptive_clip is not None and (
-            not is_number(self.adaptive_clip) or not self.adaptive_clip >= 0
-        ):
-            _fail(
-                "adaptive_clip",
-                "None, 0 (off) or a finite number > 0",
-                self.adaptive_clip,
-            )
-        if self.adaptive_clip == 0:
-            self.adaptive_clip = None
+        for key in ("variable_clipnorm", "adaptive_clip"):  # 0 is off
+            value = getattr(self, key)
+            if value is not None and (not is_number(value) or not value >= 0):
+                _fail(key, "None, 0 (off) or a finite number > 0", value)
+            if value == 0:
+                setattr(self, key, None)
         if self.clipnorm is not None and self.variable_clipnorm is not None:
             raise ValueError(
                 "`clipnorm` (the global norm) and `variable_clipnorm` (each "
