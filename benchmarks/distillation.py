@@ -511,14 +511,21 @@ def seed_means(rows):
         k: [float(np.mean(col)) for col in zip(*[r["exits"] for _, r in g])]
         for k, g in groups.items()
     }
-    plain = next((means[k] for k, g in groups.items() if "plain" in dict(g)), None)
+    # Each group against the plain backbone trained alike (same recipe,
+    # augmentation, clipping; the exits' settings are inert without exits).
+    plains = {
+        _plain_key(g[0][1]["config"]): means[k]
+        for k, g in groups.items()
+        if g[0][1]["config"].get("no_exits")
+    }
     lines = [
         "",
         "## Means over seeds",
         "",
         "Rows whose settings differ only in the seed (initialisation and batch "
         "order; the same data split): mean test accuracy (%) per exit; `final` "
-        "spread = lowest..highest seed.",
+        "spread = lowest..highest seed; `vs plain` = against the mean of the "
+        "plain backbone's rows trained alike (recipe, augmentation, clipping).",
         "",
         "| rows | seeds | exit 0 | exit 1 | exit 2 | final | final spread | "
         "vs plain mean (final) |",
@@ -528,6 +535,7 @@ def seed_means(rows):
         m = means[key]
         finals = [r["exits"][-1] for _, r in g]
         cells = _exit_cells(m)
+        plain = plains.get(_plain_key(g[0][1]["config"]))
         delta = (
             "" if plain is None or len(m) == 1 else f"{100 * (m[-1] - plain[-1]):+.2f}"
         )
@@ -538,6 +546,11 @@ def seed_means(rows):
             f"{delta} |"
         )
     return lines
+
+
+def _plain_key(config):
+    """The command of the plain backbone trained like `config` (seed 0)."""
+    return cli_command(dict(config, seed=0, no_exits=True, distillation=True))
 
 
 def _save(out, results, name=None):

@@ -188,6 +188,17 @@ def test_distillation_seed_means_group_rows_that_differ_only_in_the_seed():
         "| +2.00 |",
     ]
     assert distillation.seed_means({"plain": rows["plain"]}) == []
+    # Each group against the plain backbone trained alike: rows without crop
+    # + flip are compared with the plain rows without it, not with the first.
+    rows.update(
+        plain_no_augment=row("plain_no_augment", 0, [0.90]),
+        plain_no_augment_s1=row("plain_no_augment", 1, [0.92]),
+        no_augment=row("no_augment", 0, [0.8, 0.85, 0.9, 0.90]),
+        no_augment_s1=row("no_augment", 1, [0.8, 0.85, 0.9, 0.91]),
+    )
+    table = [line for line in distillation.seed_means(rows) if line.startswith("| ")]
+    assert table[-1].startswith("| no_augment, no_augment_s1 |")
+    assert table[-1].endswith("| -0.50 |")  # 90.50 vs 91.00, not vs 81.00
 
 
 @pytest.mark.slow
