@@ -193,10 +193,10 @@ def make_optimizer(config, steps_per_epoch, model=None):
     whose gradient is far larger than the others' (e.g. a classifier on
     features of a large scale) takes a bounded step while the rest of the
     network keeps the full learning rate. With `adaptive_clip`, each kernel's
-    gradient is bounded relative to the kernel's own norm (`ScaledSGD`). With `gradient_equilibrium` and a `ScanModel`
-    as `model`, each variable's gradient is divided by the number of exits
-    whose loss reaches it (`ScaledSGD`); the setting does nothing for a
-    plain model.
+    gradient is bounded relative to the kernel's own norm (`ScaledSGD`). With
+    `gradient_equilibrium` and a `ScanModel` as `model`, each variable's
+    gradient is divided by the number of exits whose loss reaches it
+    (`ScaledSGD`); the setting does nothing for a plain model.
 
     Keras' `weight_decay` is decoupled; `weight_decay / (1 - momentum)` gives
     the steady-state decay of PyTorch's coupled L2 (see the module docs).
