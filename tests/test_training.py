@@ -609,12 +609,13 @@ def test_interrupted_training_resumes_with_the_same_weights(tmp_path):
 # A first try as a new user makes it: a Keras Application from scratch, two
 # epochs on a few thousand images. Before the recipe set one batch-norm
 # momentum and re-estimated the statistics, MobileNetV2 (0.999) answered at
-# chance (10%) at every exit. (ResNet50 at 32x32 learns too slowly for two
-# epochs of 2,000 images to show it: 51/30/17/14% measured; that the momentum
-# reaches every backbone is tested above.)
+# chance (10%) at every exit. ResNet50's final exit ended at 35.85% before the
+# recipe's adaptive gradient clipping bounded its first steps (69.10 / 65.40 /
+# 61.85 / 54.75% with it, benchmarks/results/first-try): its bound catches
+# the clip missing from the default recipe.
 @pytest.mark.slow
-@pytest.mark.parametrize("backbone", ["mobilenet_v2"])
-def test_applications_from_scratch_learn_at_every_exit(tmp_path, backbone):
+@pytest.mark.parametrize("backbone, bound", [("mobilenet_v2", 0.3), ("resnet50", 0.45)])
+def test_applications_from_scratch_learn_at_every_exit(tmp_path, backbone, bound):
     result = training.train(
         tmp_path / backbone,
         backbone=backbone,
@@ -626,4 +627,4 @@ def test_applications_from_scratch_learn_at_every_exit(tmp_path, backbone):
         verbose=0,
     )
     accuracy = [e["accuracy"] for e in result.evaluation["exits"]]
-    assert len(accuracy) == 4 and min(accuracy) > 0.3, accuracy
+    assert len(accuracy) == 4 and min(accuracy) > bound, accuracy
