@@ -220,7 +220,7 @@ def make_optimizer(config, steps_per_epoch, model=None):
     if scales is not None or adaptive_clip:
         return ScaledSGD(
             gradient_scales=scales,
-            adaptive_clip=float(adaptive_clip) if adaptive_clip else None,
+            adaptive_clip=adaptive_clip or None,
             **kwargs,
         )
     return keras.optimizers.SGD(**kwargs)
