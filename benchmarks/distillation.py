@@ -114,6 +114,8 @@ FOLLOW_DEFAULTS = (
             "agc",
             "plain_agc",
             "ds_agc",
+            "ens",
+            "ens_a0.3",
         )
     ),
     "no_augment_no_ge",
@@ -222,6 +224,13 @@ VARIANTS = {
             ("agc", {"adaptive_clip": 1.0}),
             ("plain_agc", {"no_exits": True, "adaptive_clip": 1.0}),
             ("ds_agc", {"distillation": False, "adaptive_clip": 1.0}),
+            # The mean of every exit teaches every exit, the final one included
+            # (`--teacher ensemble`): a teacher better than the final exit.
+            ("ens", {"teacher": "ensemble", "adaptive_clip": 1.0}),
+            (
+                "ens_a0.3",
+                {"teacher": "ensemble", "alpha": 0.3, "adaptive_clip": 1.0},
+            ),
         )
     },
     # Without augmentation the plain backbone gains more than SCAN's final

@@ -542,6 +542,74 @@ def test_msdnet_allocation_answers_geometric_shares():
     assert bench.choose_geometric([probs[0], perfect], labels, [1, 2], 2) == [1.0]
 
 
+def test_clip_engagement_counts_the_steps_each_kernel_is_clipped():
+    """The counting optimizer: an outsized gradient is counted every step with
+    its shortfall, a small one and a vector never; the update is the clip's."""
+    import keras
+    import numpy as np
+
+    from benchmarks import clip_engagement
+    from keras_scan import training
+    from keras_scan.training import schedule
+
+    optimizers = []
+    with clip_engagement.counting_clip(optimizers):
+        optimizer = schedule.make_optimizer(
+            training.resolve_config(
+                {
+                    "schedule": "constant",
+                    "warmup": 0.0,
+                    "momentum": 0.0,
+                    "weight_decay": 0.0,
+                    "adaptive_clip": 0.5,
+                }
+            ),
+            steps_per_epoch=10,
+        )
+    assert schedule.ScaledSGD is not type(optimizer)  # restored after the block
+    big = keras.Variable(np.ones((2, 2)), name="big")  # |w| = 2: limit 1
+    small = keras.Variable(np.ones((2, 2)), name="small")
+    bias = keras.Variable(np.zeros(2), name="bias")
+    grads = [np.full((2, 2), 2.0), np.full((2, 2), 0.1), np.full(2, 50.0)]
+    optimizer.build([big, small, bias])
+    for _ in range(3):
+        optimizer.apply([keras.ops.convert_to_tensor(g) for g in grads])
+    steps, kernels, rows = clip_engagement.counts(optimizers[0])
+    assert (steps, kernels) == (3, 2)
+    (row,) = rows  # |g| = 4 against a limit of 0.5 * |w| (2 at step 1)
+    assert row["kernel"] == big.path and row["steps"] == 3
+    assert (row["first_step"], row["last_step"]) == (1, 3)
+    assert 0.7 < row["mean_shortfall"] < 0.8  # 1 - 1/4 at step 1, |w| shrinks
+
+
+@pytest.mark.slow
+def test_clip_engagement_smoke_and_bad_flags(tmp_path, capsys):
+    """benchmarks/clip_engagement.py on a tiny run: counts within the run's
+    steps, every exit reported; refusals before any training."""
+    from benchmarks import clip_engagement
+
+    for argv, said in (
+        (["--adaptive-clip", "0"], "adaptive clipping is off"),
+        (["--out", "x"], "--out is not allowed"),
+    ):
+        with pytest.raises(SystemExit, match=said):
+            clip_engagement.main(["--name", "x", "--out", str(tmp_path), "--", *argv])
+    assert not list(tmp_path.iterdir())
+    tiny = "--width 8 --limit 200 --epochs 1 --batch-size 32 --image-size 32"
+    clip_engagement.main(
+        ["--name", "tiny", "--out", str(tmp_path), "--", *tiny.split()]
+    )
+    run = json.loads((tmp_path / "results.json").read_text())["runs"]["tiny"]
+    assert run["steps"] == 6 and run["kernels"] == 45  # 180 images / 32
+    assert list(run["exits"]) == ["exit_0", "exit_1", "exit_2", "final"]
+    for row in run["clipped"]:
+        assert 1 <= row["first_step"] <= row["last_step"] <= run["steps"]
+        assert 1 <= row["steps"] <= row["last_step"] - row["first_step"] + 1
+        assert 0 < row["mean_shortfall"] < 1
+    report = (tmp_path / "REPORT.md").read_text()
+    assert "in 6 steps; exits" in report and "`keras-scan train --width 8" in report
+
+
 def test_first_try_refuses_unknown_names_and_reports_every_exit(tmp_path, capsys):
     """benchmarks/first_try.py: flags checked before any training; the table."""
     from benchmarks import first_try
