@@ -83,6 +83,9 @@ VARIANTS = {
     # Each kernel's gradient norm at most the kernel's norm.
     "agc1": "--no-augment --adaptive-clip 1",
     "agc1_s1": "--no-augment --adaptive-clip 1 --seed 1",
+    # The mean of every exit teaches every exit, the final one included.
+    "ens": "--no-augment --adaptive-clip 1 --teacher ensemble",
+    "ens_s1": "--no-augment --adaptive-clip 1 --teacher ensemble --seed 1",
 }
 OUT = ROOT / "benchmarks" / "results" / "first-try"
 

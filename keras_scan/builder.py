@@ -16,7 +16,7 @@ def build(
     temperature=3.0,
     beta=1.0,
     kd_loss="kl_t2",
-    teacher="final",
+    teacher="ensemble",
     kd_mix="add",
     exit_weights=None,
     name=None,
@@ -40,7 +40,7 @@ def build(
         attention: str or bool. `"gate"` (channel gate), `"scan"` (the
             paper's spatial mask) or `None`; `True` is `"scan"`. Defaults to
             `"gate"`. `head="scan", attention="scan"` gives the paper's exits.
-        distillation: bool. Self-distillation from the final exit; `False`
+        distillation: bool. Self-distillation (see `teacher`); `False`
             gives plain deep supervision. Defaults to `True`.
         alpha: float in [0, 1]. Distillation weight. Defaults to 0.1 (the
             paper's code: 0.5 with `kd_mix="convex"`).
@@ -48,8 +48,10 @@ def build(
         beta: float >= 0. Feature (hint) loss weight. Defaults to 1.0.
         kd_loss: str. `"kl_t2"`, `"kl"`, `"reverse_kl_t2"` or `"reverse_kl"`
             (see `ScanModel`). Defaults to `"kl_t2"`.
-        teacher: str. `"final"` (the paper) or `"ensemble"` (the mean of all
-            exits teaches every exit). Defaults to `"final"`.
+        teacher: str. `"ensemble"` (the mean of all exits' softened
+            probabilities teaches every exit, the final one included) or
+            `"final"` (the paper: the final exit teaches the shallow ones).
+            Defaults to `"ensemble"` (README, "Self-distillation: measured").
         kd_mix: str. `"convex"` (`(1 - alpha) CE + alpha KD`, the paper) or
             `"add"` (`CE + alpha KD`). Defaults to `"add"`.
         exit_weights: `None` or `"equal"` (all 1, the paper), `"depth"` (exit

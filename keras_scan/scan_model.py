@@ -98,10 +98,10 @@ class ScanModel(keras.Model):
             same without the `T^2` factor, as in SCAN's journal version),
             `"reverse_kl_t2"` / `"reverse_kl"` (`KL(p_i^T || p_final^T)`).
             Defaults to `"kl_t2"`.
-        teacher: str. `"final"` (the paper: the final exit teaches the
-            shallow ones) or `"ensemble"` (the mean of every exit's softened
-            probabilities teaches every exit, the final one included).
-            Defaults to `"final"`.
+        teacher: str. `"ensemble"` (the mean of every exit's softened
+            probabilities teaches every exit, the final one included) or
+            `"final"` (the paper: the final exit teaches the shallow ones).
+            Defaults to `"ensemble"`.
         kd_mix: str. `"convex"` (the paper: `(1 - alpha) CE_i + alpha KD_i`)
             or `"add"` (`CE_i + alpha KD_i`: the labels keep their full
             weight, as in deep supervision, and the teacher adds to them).
@@ -137,7 +137,7 @@ class ScanModel(keras.Model):
         temperature=3.0,
         beta=1.0,
         kd_loss="kl_t2",
-        teacher="final",
+        teacher="ensemble",
         kd_mix="add",
         exit_weights=None,
         **kwargs,

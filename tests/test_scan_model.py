@@ -106,6 +106,7 @@ def test_loss_terms_and_ablations():
         kd_loss="kl_t2",
         kd_mix="convex",
         exit_weights="equal",
+        teacher="final",
     )
     pred = model(x, training=False)
 
@@ -295,7 +296,7 @@ def test_teacher_side_gets_no_gradient_from_the_distillation_terms():
     keras.utils.set_random_seed(2)
     x = np.random.default_rng(1).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     y = np.arange(8) % 10
-    model = keras_scan.build(small_backbone(width=8), num_classes=10)
+    model = keras_scan.build(small_backbone(width=8), num_classes=10, teacher="final")
     head = [
         v
         for layer in model.layers
@@ -340,6 +341,7 @@ def test_default_exits_are_lite_heads_with_channel_gates_paper_exits_by_name():
     model = keras_scan.build(small_backbone(), num_classes=10)
     assert {h.head for h in _exit_layers(model, ShallowClassifier)} == {"lite"}
     assert {a.kind for a in _exit_layers(model, AttentionModule)} == {"gate"}
+    assert model.teacher == "ensemble"  # the mean of the exits teaches
     paper = keras_scan.build(
         small_backbone(), num_classes=10, head="scan", attention="scan"
     )

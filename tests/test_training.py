@@ -51,6 +51,9 @@ def test_recipe_defaults_and_the_papers_recipe():
     # The package's loss: the labels at full weight, a light T^2 term added.
     d = training.resolve_config({})
     assert (d["kd_mix"], d["kd_loss"], d["alpha"]) == ("add", "kl_t2", 0.1)
+    # The mean of the exits teaches every exit; the paper's final exit teaches.
+    assert (d["teacher"], paper["teacher"]) == ("ensemble", "final")
+    assert training.make_model(dict(d, width=8), 10).teacher == "ensemble"
     assert training.resolve_config({"recipe": "paper", "alpha": 0.2})["alpha"] == 0.2
 
     # lr 0.1 at batch 128, scaled linearly; /10 at 37.5%, 65%, 90% of the steps.

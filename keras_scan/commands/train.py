@@ -123,8 +123,8 @@ def add_parser(subparsers):
     g.add_argument(
         "--teacher",
         choices=TEACHERS,
-        help="final = the final exit teaches the shallow ones (the paper); "
-        "ensemble = the mean of all exits teaches every exit "
+        help="ensemble = the mean of all exits teaches every exit, the final "
+        "one included; final = the final exit teaches the shallow ones (the paper) "
         f"(default {d['teacher']})",
     )
     g.add_argument(

@@ -58,7 +58,7 @@ class TrainingConfig:
     beta: float = 1.0
     kd_loss: str = "kl_t2"
     kd_mix: str = "add"
-    teacher: str = "final"
+    teacher: str = "ensemble"
     distill_warmup: float = 0.5
     exits: int | list[str] | None = None
     exit_weights: str | list[float] | None = None
