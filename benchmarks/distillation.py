@@ -300,8 +300,12 @@ def variant_config(budget, name, extra=None):
         overrides["augment"] = True
     if "adaptive_clip" not in row:
         # Every row that does not set it was measured before adaptive
-        # clipping was the default.
-        overrides["adaptive_clip"] = None
+        # clipping was the default (0 is off: None would leave the default).
+        overrides["adaptive_clip"] = 0.0
+    if "teacher" not in row:
+        # ... and with the final exit as teacher, the default until the
+        # ensemble teacher.
+        overrides["teacher"] = "final"
     overrides.update(row)
     return training.resolve_config(overrides)
 

@@ -162,6 +162,41 @@ def test_distillation_ablations_smoke(tmp_path, capsys):
         distillation.main(["--budget", "smoke", "--variants", "nope"])
 
 
+def test_distillation_rows_keep_the_settings_they_were_measured_with():
+    """A row that does not set adaptive clipping or the teacher was measured
+    before either became the default: it pins the old value, so a change of
+    the defaults neither relabels it nor makes a rerun think it changed."""
+    from benchmarks import distillation
+
+    old = distillation.variant_config("cpu", "no_augment")
+    assert old["adaptive_clip"] is None and old["teacher"] == "final"
+    agc = distillation.variant_config("cpu", "agc")
+    assert agc["adaptive_clip"] == 1.0 and agc["teacher"] == "final"
+    assert "--teacher final" in distillation.cli_command(agc)
+    ens = distillation.variant_config("cpu", "ens")
+    assert (ens["adaptive_clip"], ens["teacher"]) == (1.0, "ensemble")
+    assert ens == training_defaults(distillation, "cpu")
+
+
+def training_defaults(distillation, budget):
+    """Today's defaults at the budget's size (what the `ens` row spells out)."""
+    from keras_scan import training
+
+    b = distillation.BUDGETS[budget]
+    return training.resolve_config(
+        dict(
+            width=b["width"],
+            limit=b["limit"],
+            epochs=b["epochs"],
+            backbone="cifar_resnet18",
+            dataset="fashion_mnist",
+            image_size=32,
+            batch_size=128,
+            seed=0,
+        )
+    )
+
+
 def test_distillation_seed_means_group_rows_that_differ_only_in_the_seed():
     from benchmarks import distillation
 
