@@ -115,7 +115,6 @@ FOLLOW_DEFAULTS = (
             "plain_agc",
             "ds_agc",
             "ens",
-            "ens_a0.3",
         )
     ),
     "no_augment_no_ge",
@@ -227,10 +226,6 @@ VARIANTS = {
             # The mean of every exit teaches every exit, the final one included
             # (`--teacher ensemble`): a teacher better than the final exit.
             ("ens", {"teacher": "ensemble", "adaptive_clip": 1.0}),
-            (
-                "ens_a0.3",
-                {"teacher": "ensemble", "alpha": 0.3, "adaptive_clip": 1.0},
-            ),
         )
     },
     # Without augmentation the plain backbone gains more than SCAN's final
