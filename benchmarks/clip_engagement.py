@@ -176,6 +176,13 @@ def main(argv=None):
     parser.add_argument("--name", required=True, help="the run's name in the report")
     parser.add_argument("--out", default=str(OUT))
     args = parser.parse_args(own)
+    if not args.name.strip():
+        parser.error(f"--name must not be empty. Received: --name {args.name!r}")
+    if not train_args:
+        parser.error(
+            "give the run's `keras-scan train` flags after `--` (e.g. -- --width 16 "
+            "--epochs 3): without them it would train the defaults' 200 epochs"
+        )
     run = measure(train_args)
     out = pathlib.Path(args.out)
     path = out / "results.json"

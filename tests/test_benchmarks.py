@@ -629,6 +629,13 @@ def test_clip_engagement_smoke_and_bad_flags(tmp_path, capsys):
     ):
         with pytest.raises(SystemExit, match=said):
             clip_engagement.main(["--name", "x", "--out", str(tmp_path), "--", *argv])
+    for argv, said in (
+        (["--name", " ", "--", "--epochs", "1"], "--name must not be empty"),
+        (["--name", "x"], "flags after `--`"),
+    ):
+        with pytest.raises(SystemExit) as e:
+            clip_engagement.main([*argv[:2], "--out", str(tmp_path), *argv[2:]])
+        assert e.value.code == 2 and said in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
     tiny = "--width 8 --limit 200 --epochs 1 --batch-size 32 --image-size 32"
     clip_engagement.main(
