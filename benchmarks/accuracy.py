@@ -61,6 +61,7 @@ def cli_command(config, name):
     parts = ["keras-scan train"]
     recipe = config.get("recipe", "default")
     defaults = dict(training.DEFAULTS, **training.RECIPES[recipe])
+    defaults["lr"] = training.default_lr(config["backbone"])
     if recipe != "default":
         parts.append(f"--recipe {recipe}")
     for key in RECIPE_KEYS + ("head", "beta"):

@@ -160,6 +160,46 @@ def test_bad_recipe_settings_name_the_setting(key, value):
         training.resolve_config({key: value})
 
 
+def test_lr_defaults_to_a_tenth_for_a_backbone_without_batch_norm(tmp_path):
+    """VGG16/19 have no normalization layer: from scratch at lr 0.1 the loss
+    turns NaN within 3 epochs and the plain network answers at chance after 2
+    (benchmarks/results/first-try); unset, `lr` is 0.01 for them."""
+    assert training.DEFAULTS["lr"] is None
+    for name, lr in [("vgg16", 0.01), ("vgg19", 0.01), ("resnet50", 0.1)]:
+        assert training.resolve_config({"backbone": name})["lr"] == lr, name
+        assert training.default_lr(name) == lr
+    assert training.resolve_config({})["lr"] == 0.1  # cifar_resnet18
+    assert (
+        training.resolve_config({"recipe": "paper", "backbone": "vgg16"})["lr"] == 0.01
+    )
+    # An explicit lr wins, from a flag or a config file.
+    assert training.resolve_config({"backbone": "vgg16", "lr": 0.05})["lr"] == 0.05
+    (tmp_path / "c.yaml").write_text("backbone: vgg19\nlr: 0.2\n")
+    assert training.resolve_config(config_file=tmp_path / "c.yaml")["lr"] == 0.2
+    with pytest.raises(ValueError, match="`lr` must be a finite number > 0"):
+        training.resolve_config({"backbone": "vgg16", "lr": -0.01})
+    # A run folder stores the number: runs written before keep comparing equal,
+    # and a VGG16 run trained at the old 0.1 reads as changed.
+    stored = training.resolve_config({"backbone": "resnet50"})
+    assert training.config_diff(dict(stored, lr=0.1), stored) == {}
+    vgg = training.resolve_config({"backbone": "vgg16"})
+    assert training.config_diff(dict(vgg, lr=0.1), vgg) == {"lr": (0.1, 0.01)}
+    # The registry's fact is the models': VGG has no normalization layer, the
+    # others have batch norms.
+    for name in ("vgg16", "resnet50", "mobilenet_v2", "cifar_resnet18"):
+        width = 8 if name == "cifar_resnet18" else None
+        backbone = registry.build_backbone(name, 32, width=width)
+        norms = [
+            layer
+            for layer in backbone._flatten_layers(include_self=False, recursive=True)
+            if "Normalization" in type(layer).__name__
+            and not isinstance(layer, keras.layers.Normalization)
+        ]
+        assert bool(norms) == registry.has_normalization(name), name
+    with pytest.raises(ValueError, match="Unknown backbone"):
+        registry.has_normalization("vgg17")
+
+
 def test_every_backbone_gets_the_recipes_batchnorm_momentum():
     """Keras Applications ship 0.99 (ResNet, EfficientNet) or 0.999 (MobileNet):
     the recipe sets one momentum on every batch norm, whatever the backbone."""

@@ -53,11 +53,14 @@ class _Application:
     preprocessing: str  # one of PREPROCESSING_MODES
     min_size: int  # smallest image size the application accepts
     self_preprocessing: bool = False  # takes `include_preprocessing=`
+    normalized: bool = True  # has normalization layers (VGG has none)
 
 
-def _apps(names, preprocessing, min_size=32, self_preprocessing=False):
+def _apps(names, preprocessing, min_size=32, self_preprocessing=False, normalized=True):
     return {
-        name: _Application(constructor, preprocessing, min_size, self_preprocessing)
+        name: _Application(
+            constructor, preprocessing, min_size, self_preprocessing, normalized
+        )
         for name, constructor in names.items()
     }
 
@@ -122,11 +125,10 @@ APPLICATIONS = {
             "resnet50": "ResNet50",
             "resnet101": "ResNet101",
             "resnet152": "ResNet152",
-            "vgg16": "VGG16",
-            "vgg19": "VGG19",
         },
         "caffe",
     ),
+    **_apps({"vgg16": "VGG16", "vgg19": "VGG19"}, "caffe", normalized=False),
     **_apps({"xception": "Xception"}, "tf", min_size=71),
 }
 
@@ -161,6 +163,17 @@ def preprocessing(name):
     if name in CIFAR_RESNETS:
         return "rescale"
     return APPLICATIONS[name].preprocessing
+
+
+def has_normalization(name):
+    """Whether backbone `name` has normalization layers (batch norm).
+
+    Every registry backbone has but VGG16/19, a plain stack of convolutions:
+    the training recipe gives those a tenth of the learning rate
+    (`keras_scan.training.TrainingConfig.lr`).
+    """
+    _check_name(name)
+    return name in CIFAR_RESNETS or APPLICATIONS[name].normalized
 
 
 def min_image_size(name):

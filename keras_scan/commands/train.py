@@ -29,7 +29,14 @@ def add_parser(subparsers):
     from keras_scan.backbones import registry
     from keras_scan.layers import HEADS
     from keras_scan.scan_model import KD_LOSSES, KD_MIXES, TEACHERS
-    from keras_scan.training import ATTENTION_KINDS, DEFAULTS, RECIPES, SCHEDULES
+    from keras_scan.training import (
+        ATTENTION_KINDS,
+        DEFAULTS,
+        LR,
+        LR_WITHOUT_NORMALIZATION,
+        RECIPES,
+        SCHEDULES,
+    )
 
     d = DEFAULTS
     p = subparsers.add_parser(
@@ -245,7 +252,8 @@ def add_parser(subparsers):
         "--lr",
         type=float,
         help=f"learning rate for a batch of 128, scaled linearly with "
-        f"--batch-size (default {d['lr']})",
+        f"--batch-size (default {LR}; {LR_WITHOUT_NORMALIZATION} "
+        "for a backbone without batch normalization: vgg16, vgg19)",
     )
     g.add_argument(
         "--momentum", type=float, help=f"SGD momentum (default {d['momentum']})"

@@ -27,6 +27,19 @@ def _milestones():
     return [0.375, 0.65, 0.9]
 
 
+# The learning rate (for a batch of 128) when `lr` is left unset: the paper's
+# 0.1 for a backbone with batch normalization, a tenth of it for one without
+# (VGG16/19: from scratch at 0.1 the loss turns NaN within 3 epochs, and the
+# plain network answers at chance after 2; benchmarks/results/first-try).
+LR = 0.1
+LR_WITHOUT_NORMALIZATION = 0.01
+
+
+def default_lr(backbone):
+    """The learning rate `lr` defaults to for registry backbone `backbone`."""
+    return LR if registry.has_normalization(backbone) else LR_WITHOUT_NORMALIZATION
+
+
 @dataclasses.dataclass
 class TrainingConfig:
     """Every setting of a training run, checked and normalised.
@@ -34,7 +47,9 @@ class TrainingConfig:
     The fields are the settings `train` and `keras-scan train` take (their
     defaults are `DEFAULTS`). Constructing one checks every value and raises a
     `ValueError` that names the setting and echoes the value; it also
-    normalises a few: the CIFAR ResNets' `width` defaults to 64, `exits` and
+    normalises a few: `lr` defaults to `LR`, or `LR_WITHOUT_NORMALIZATION` for
+    a backbone without batch normalization (VGG16/19), the CIFAR ResNets'
+    `width` defaults to 64, `exits` and
     `milestones` may be comma-separated strings, `attention` may be the bool of
     run folders written before attention kinds existed, and `"none"` means
     `None` for `weights` and `distribute`.
@@ -78,7 +93,7 @@ class TrainingConfig:
     # Recipe.
     epochs: int = 200
     batch_size: int = 128
-    lr: float = 0.1
+    lr: float | None = None  # None: LR, or LR_WITHOUT_NORMALIZATION (VGG)
     momentum: float = 0.9
     weight_decay: float = 5e-4
     schedule: str = "cosine"
@@ -117,6 +132,8 @@ class TrainingConfig:
             _fail(
                 "val_fraction", "a number strictly between 0 and 1", self.val_fraction
             )
+        if self.lr is None:
+            self.lr = default_lr(self.backbone)
         for key in ("lr", "temperature"):
             value = getattr(self, key)
             if not is_number(value) or not value > 0:
