@@ -118,6 +118,7 @@ FOLLOW_DEFAULTS = (
         )
     ),
     "no_augment_no_ge",
+    *(f"{n}{x}" for x in ("_s3", "_s4") for n in ("ens", "ds_agc", "plain_agc")),
 )
 
 # Rows: settings on top of the budget (and of `keras_scan.training.DEFAULTS`).
@@ -226,6 +227,17 @@ VARIANTS = {
             # The mean of every exit teaches every exit, the final one included
             # (`--teacher ensemble`): a teacher better than the final exit.
             ("ens", {"teacher": "ensemble", "adaptive_clip": 1.0}),
+        )
+    },
+    # Two more seeds of today's defaults, deep supervision and the plain
+    # backbone: is an exit's gap to deep supervision on three seeds noise?
+    **{
+        f"{name}_s{seed}": dict(settings, augment=False, adaptive_clip=1.0, seed=seed)
+        for seed in (3, 4)
+        for name, settings in (
+            ("ens", {"teacher": "ensemble"}),
+            ("ds_agc", {"distillation": False}),
+            ("plain_agc", {"no_exits": True}),
         )
     },
     # Without augmentation the plain backbone gains more than SCAN's final
