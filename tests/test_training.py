@@ -186,7 +186,7 @@ def test_lr_defaults_to_a_tenth_for_a_backbone_without_batch_norm(tmp_path):
     assert training.config_diff(dict(vgg, lr=0.1), vgg) == {"lr": (0.1, 0.01)}
     # The registry's fact is the models': VGG has no normalization layer, the
     # others have batch norms.
-    for name in ("vgg16", "resnet50", "mobilenet_v2", "cifar_resnet18"):
+    for name in ("vgg16", "vgg19", "resnet50", "mobilenet_v2", "cifar_resnet18"):
         width = 8 if name == "cifar_resnet18" else None
         backbone = registry.build_backbone(name, 32, width=width)
         norms = [
