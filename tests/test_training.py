@@ -508,6 +508,46 @@ def test_evaluate_model_equals_model_evaluate(trained, fm_small):
 
     table = training.format_table(result)
     assert all(name in table for name in model.exit_names + ["ensemble"])
+    # Every exit learned: no warning; the baseline rate is the labels'.
+    assert result["majority_share"] == np.bincount(y).max() / len(y)
+    assert "warning" not in table
+
+
+def test_an_exit_no_better_than_the_most_common_label_is_flagged():
+    """VGG16's final exit after a 2-epoch first try answers one class (10.00%
+    on balanced test labels): the table says it has not learned."""
+    exit_info = dict(layer="l", macs=1, standalone_macs=1, params=1)
+    result = {
+        "num_examples": 2000,
+        "majority_share": 0.1,
+        "exits": [
+            dict(exit_info, name="exit_0", accuracy=0.578),
+            dict(exit_info, name="exit_1", accuracy=0.105),  # within 1 point
+            dict(exit_info, name="final", accuracy=0.1),
+        ],
+        "ensemble": None,
+    }
+    lines = training.format_table(result).splitlines()
+    warnings = [line for line in lines if line.startswith("warning: ")]
+    assert len(warnings) == 2, lines
+    assert "exit exit_1 is right on 10.50%" in warnings[0]
+    assert "exit final is right on 10.00%" in warnings[1]
+    assert "most common label (10.00%)" in warnings[1] and "--lr" in warnings[1]
+    assert training.unlearned_exits(dict(result, majority_share=0.09)) == []
+    # Results written before `majority_share` existed: no judgement.
+    del result["majority_share"]
+    assert "warning" not in training.format_table(result)
+
+    # A model that always answers one label is flagged by the evaluation itself.
+    inputs = keras.Input((2, 2, 1))
+    dense = keras.layers.Dense(3, kernel_initializer="zeros")
+    model = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    dense.bias.assign([0.0, 1.0, 0.0])  # always label 1
+    x = np.ones((10, 2, 2, 1), "float32")
+    y = np.array([1] * 6 + [0] * 2 + [2] * 2)
+    result = training.evaluate_model(model, (x, y), batch_size=5)
+    assert result["majority_share"] == 0.6 and result["exits"][0]["accuracy"] == 0.6
+    assert len(training.unlearned_exits(result)) == 1
 
 
 def test_baseline_is_a_plain_model_evaluated_as_one_final_exit(fm_small):

@@ -33,6 +33,7 @@ from keras_scan.training.evaluation import (
     evaluate_model,
     format_table,
     predict_exits,
+    unlearned_exits,
 )
 from keras_scan.training.model_factory import (
     baseline_model,
@@ -118,6 +119,7 @@ __all__ = [
     "predict_exits",
     "evaluate_model",
     "format_table",
+    "unlearned_exits",
     # Run folder.
     "BACKUP",
     "LOGS",

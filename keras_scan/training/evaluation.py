@@ -75,9 +75,11 @@ def evaluate_model(model, split, batch_size=128):
         batch_size: int. Defaults to 128.
 
     Returns:
-        A JSON-compatible dict: `num_examples`, `exits` (a list of dicts with
-        `name`, `layer`, `accuracy`, `macs`, `standalone_macs`, `params`, ...)
-        and `ensemble` (`accuracy`, `macs`, `params`; `None` without exits).
+        A JSON-compatible dict: `num_examples`, `majority_share` (the share
+        of the most common label: the accuracy of always answering it),
+        `exits` (a list of dicts with `name`, `layer`, `accuracy`, `macs`,
+        `standalone_macs`, `params`, ...) and `ensemble` (`accuracy`, `macs`,
+        `params`; `None` without exits).
 
     Example:
     ```python
@@ -115,7 +117,13 @@ def evaluate_model(model, split, batch_size=128):
             }
         ]
         ensemble = None
-    return {"num_examples": int(len(labels)), "exits": exits, "ensemble": ensemble}
+    majority = np.bincount(np.asarray(labels, "int64")).max() / max(len(labels), 1)
+    return {
+        "num_examples": int(len(labels)),
+        "majority_share": float(majority),
+        "exits": exits,
+        "ensemble": ensemble,
+    }
 
 
 def format_table(result):
@@ -141,7 +149,29 @@ def format_table(result):
         str(result[k]) for k in ("dataset", "split") if result.get(k) is not None
     )
     lines.append(f"({n} examples{' of ' + where if where else ''}; MACs at batch 1)")
+    lines += [f"warning: {line}" for line in unlearned_exits(result)]
     return "\n".join(lines)
+
+
+def unlearned_exits(result, margin=0.01):
+    """One line per exit that answers no better than the most common label.
+
+    An exit whose accuracy is within `margin` of `result["majority_share"]`
+    (always answering the most common label) has not learned: a run too short
+    for its backbone, or a learning rate too high for it. Results written
+    before `majority_share` existed give no lines.
+    """
+    share = result.get("majority_share")
+    if share is None:
+        return []
+    return [
+        f"exit {e['name']} is right on {100 * e['accuracy']:.2f}% of these "
+        f"examples, no better than always answering the most common label "
+        f"({100 * share:.2f}%): it has not learned (too few steps for this "
+        "backbone, or too high a learning rate: see --epochs, --lr)"
+        for e in result["exits"]
+        if e["accuracy"] <= share + margin
+    ]
 
 
 def _human(n):
