@@ -60,8 +60,7 @@ def cli_command(config, name):
     """The `keras-scan train` command that trains the same configuration."""
     parts = ["keras-scan train"]
     recipe = config.get("recipe", "default")
-    defaults = dict(training.DEFAULTS, **training.RECIPES[recipe])
-    defaults["lr"] = training.default_lr(config["backbone"])
+    defaults = training.recipe_defaults(recipe, config["backbone"])
     if recipe != "default":
         parts.append(f"--recipe {recipe}")
     for key in RECIPE_KEYS + ("head", "beta"):

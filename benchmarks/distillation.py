@@ -360,8 +360,9 @@ def cli_command(config):
     config.setdefault("adaptive_clip", None)  # rows from before it
     if isinstance(config.get("attention"), bool):  # rows from before kinds
         config["attention"] = "scan" if config["attention"] else "none"
-    base = dict(training.DEFAULTS, **training.RECIPES[config["recipe"]])
-    base["lr"] = training.default_lr(config.get("backbone", "cifar_resnet18"))
+    base = training.recipe_defaults(
+        config["recipe"], config.get("backbone", "cifar_resnet18")
+    )
     inert = (
         KD_SETTINGS
         if config.get("distillation") is False or config.get("no_exits")

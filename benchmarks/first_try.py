@@ -157,8 +157,8 @@ def report(results):
         "0.25/0.5/0.75/1; `no_augment(_s1)`: crop + flip off (seed 0, 1); "
         "`vclip1(_s1)`: crop + flip off, each variable's gradient clipped to "
         "norm 1 (`--variable-clipnorm 1`); `agc1(_s1)`: crop + flip off, each "
-        "kernel's gradient norm at most the kernel's norm (`--adaptive-clip 1`); `plain_s1`: the plain backbone at seed 1; "
-        "`lr0.1`, `plain_lr0.1`: SCAN and plain at lr 0.1 (the default but for "
+        "kernel's gradient norm at most the kernel's norm (`--adaptive-clip 1`); "
+        "`plain_s1`: the plain backbone at seed 1; `lr0.1`, `plain_lr0.1`: SCAN and plain at lr 0.1 (the default but for "
         "VGG16/19, which have no batch norm and default to 0.01). "
         "Commands are as run: the flags a row's defaults meant are in its "
         "`variant`. Target: every exit >= 50%.",

@@ -27,6 +27,7 @@ from keras_scan.training.config import (
     config_diff,
     default_lr,
     read_config_file,
+    recipe_defaults,
     resolve_config,
 )
 from keras_scan.training.evaluation import (
@@ -95,6 +96,7 @@ __all__ = [
     "check_limit",
     "config_diff",
     "default_lr",
+    "recipe_defaults",
     # Optimizer and schedules.
     "REFERENCE_BATCH_SIZE",
     "SCHEDULES",

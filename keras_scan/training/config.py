@@ -40,6 +40,13 @@ def default_lr(backbone):
     return LR if registry.has_normalization(backbone) else LR_WITHOUT_NORMALIZATION
 
 
+def recipe_defaults(recipe="default", backbone="cifar_resnet18"):
+    """What each setting is when left unset: `DEFAULTS`, the named recipe on
+    top, and `lr` resolved for `backbone` (what a stored configuration is
+    compared with to print only the flags it needs)."""
+    return {**DEFAULTS, **RECIPES[recipe], "lr": default_lr(backbone)}
+
+
 @dataclasses.dataclass
 class TrainingConfig:
     """Every setting of a training run, checked and normalised.
